@@ -1,0 +1,116 @@
+"""Loading CLIP models through open_clip, with the project's own architectures registered.
+
+Users with network pass any open_clip name and pretrained tag (``ViT-B-32`` / ``openai``); the
+offline default and the tests use small architectures from ``tomcap/model_configs/*.json``,
+registered the open_clip way (``add_model_config``), with random init or local safetensors.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .artifacts import file_sha256
+from .constants import SHIPPED_MODELS_DIR
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+RANDOM_INIT = "random-init"
+"""Fingerprint of an un-pretrained model (``pretrained: null``)."""
+
+
+@functools.cache
+def register_model_configs() -> None:
+    """Add the project's JSON architectures to open_clip's registry (once per process)."""
+    import open_clip
+
+    open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+def list_models() -> list[str]:
+    """All architecture names open_clip knows, ours included."""
+    import open_clip
+
+    register_model_configs()
+    return sorted(open_clip.list_models())
+
+
+def resolve_pretrained(name: str, pretrained: str | None) -> str | None:
+    """A pretrained tag stays a tag; anything that looks like a path must exist.
+
+    A bare file name is also looked up among the shipped models (``data/models/``).
+    """
+    if pretrained is None or pretrained == "":
+        return None
+    import open_clip
+
+    if pretrained in open_clip.list_pretrained_tags_by_model(name):
+        return pretrained
+    p = Path(pretrained)
+    if not p.exists() and not p.is_absolute() and (SHIPPED_MODELS_DIR / p).exists():
+        p = SHIPPED_MODELS_DIR / p
+    if not p.exists():
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise ConfigError(
+            f"pretrained weights '{pretrained}' for model '{name}' are neither a known tag nor an existing file",
+            fix=f"pass an existing .safetensors path or one of the tags {tags or '(none for this model)'}",
+        )
+    return str(p.resolve())
+
+
+def pretrained_fingerprint(pretrained: str | None) -> str:
+    """Identity of the weights for cache keys: file hash for a path, the tag otherwise."""
+    if pretrained is None:
+        return RANDOM_INIT
+    p = Path(pretrained)
+    return f"sha256:{file_sha256(p)[:16]}" if p.is_file() else f"tag:{pretrained}"
+
+
+@dataclass
+class LoadedClip:
+    """A CLIP model ready for inference plus what is needed to feed it."""
+
+    name: str
+    pretrained: str | None
+    model: Any  # open_clip.CLIP (kept untyped: open_clip is imported lazily)
+    preprocess: Any
+    tokenizer: Any
+    device: torch.device
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") else int(
+            self.model.visual.output_dim)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.name}@{pretrained_fingerprint(self.pretrained)}"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_clip(name: str, pretrained: str | None = None, device: str | torch.device | None = None) -> LoadedClip:
+    """``open_clip.create_model_and_transforms(name, pretrained=...)`` with clear errors, in eval mode."""
+    import open_clip
+
+    register_model_configs()
+    if name not in open_clip.list_models():
+        raise ConfigError(
+            f"open_clip does not know the model '{name}'",
+            fix="use one of the names printed by `tomcap models` (open_clip.list_models())",
+        )
+    resolved = resolve_pretrained(name, pretrained)
+    dev = torch.device(device) if device is not None else default_device()
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=resolved, device=dev)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(name)
+    log.info("loaded CLIP %s (%s) on %s", name, resolved or RANDOM_INIT, dev)
+    return LoadedClip(name=name, pretrained=resolved, model=model, preprocess=preprocess, tokenizer=tokenizer, device=dev)

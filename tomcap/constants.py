@@ -1,0 +1,26 @@
+"""Project-wide constants: each lives here once and is imported where needed."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""Root of the source checkout (the package is installed editable from it)."""
+
+DATA_DIR_ENV = "TOMCAP_DATA_DIR"
+DEFAULT_DATA_DIR = Path(os.environ.get(DATA_DIR_ENV, PROJECT_ROOT / "data"))
+"""Where artifacts, generated worlds and caches live unless a config or ``--data-dir`` says otherwise."""
+
+SHIPPED_MODELS_DIR = PROJECT_ROOT / "data" / "models"
+"""Small models the project trains and ships (tiny CLIP, tiny GPT-2), as safetensors."""
+
+ARTIFACTS_SUBDIR = "artifacts"
+MANIFEST_NAME = "manifest.json"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+PREFECT_RECORDS_SUBDIR = ".prefect-cache"
+
+FINGERPRINT_CHARS = 16
+"""Hex characters kept from sha256 digests for keys and ids (64 bits: collision-free at corpus scale)."""
+
+HASH_CHUNK_BYTES = 1 << 20

@@ -1,0 +1,14 @@
+"""Flow for the corpus stage alone (the full pipeline composes the same task)."""
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.corpus import corpus_task
+from tomcap.artifacts import ArtifactRef
+from tomcap.settings import PipelineConfig
+
+
+@flow(name="tomcap-corpus", log_prints=True)
+def corpus_flow(config: PipelineConfig, data_dir: str | None = None) -> ArtifactRef:
+    """Build (or reuse) the corpus artifact of ``config.corpus``."""
+    return corpus_task(config.corpus, str(config.resolved_data_dir(data_dir)))

@@ -24,3 +24,7 @@ FINGERPRINT_CHARS = 16
 """Hex characters kept from sha256 digests for keys and ids (64 bits: collision-free at corpus scale)."""
 
 HASH_CHUNK_BYTES = 1 << 20
+
+SHARED_CAPTIONS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "captions"
+"""Real caption annotations kept beside the checkout (../shared/data/captions), used by the demo and benchmarks."""
+DEMO_CORPUS_FILE = SHARED_CAPTIONS_DIR / "karpathy" / "coco_karpathy_test.json"

@@ -11,6 +11,7 @@ from ..errors import TomcapError
 
 COMMAND_MODULES = (
     "tomcap.cli.corpus_cmd",
+    "tomcap.cli.demo_cmd",
 )
 """Each module has ``register(subparsers)``, which adds its subcommand(s) with ``func=run``."""
 

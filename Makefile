@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine with Python 3: `make demo` and `make test`.
+# Each creates .venv if missing and installs the pinned dependencies (requirements/constraints.txt).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := requirements/constraints.txt
+STAMP := $(VENV)/.tomcap-installed
+PYTEST_ARGS ?=
+
+.PHONY: install java demo test bench clean-artifacts
+
+install: $(STAMP)
+
+# torch first (its own large wheels), then the project with the exact tested set as constraints.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c $(CONSTRAINTS) torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	touch $(STAMP)
+
+# METEOR and the PTB tokenizer of pycocoevalcap run on Java.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "java not found: installing default-jre-headless (needed by METEOR and the PTB tokenizer)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless) || \
+	  { echo "Fix: install a Java runtime, e.g. 'sudo apt-get install -y default-jre-headless'"; exit 1; }; }
+
+demo: install java
+	$(VENV)/bin/tomcap demo
+
+test: install java
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install java
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean-artifacts:
+	rm -rf data/artifacts data/world data/runs

@@ -1,0 +1,121 @@
+"""METEOR 1.5 through one warm ``meteor-1.5.jar -stdio`` process.
+
+The jar is the one pycocoevalcap ships and runs with the same arguments, and we send it the same
+``SCORE``/``EVAL`` lines as ``pycocoevalcap.meteor.Meteor``, so the numbers are the toolkit's.
+What differs is plumbing:
+
+- the process starts as soon as an evaluation starts (loading its paraphrase table takes ~9 s),
+  so tokenisation, BLEU, ROUGE-L and CIDEr run in Python while it loads;
+- ``SCORE`` lines are streamed by a writer thread while the replies are read, instead of one
+  round trip per image;
+- one process serves every results file of a sweep, and the statistics of a (hypothesis,
+  references) pair already scored are reused (they depend on nothing else).
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import TomcapError
+from .java import java_executable, package_dir
+
+log = logging.getLogger(__name__)
+
+METEOR_JAR = "meteor-1.5.jar"
+METEOR_HEAP = "2G"
+"""Heap of the stock wrapper (``-Xmx2G``); the paraphrase table needs about 1.5 GB."""
+METEOR_ARGS = ("-", "-", "-stdio", "-l", "en", "-norm")
+
+
+def _score_line(hypothesis: str, references: Sequence[str]) -> str:
+    # Exactly pycocoevalcap.meteor.Meteor._stat's line.
+    hypothesis = hypothesis.replace("|||", "").replace("  ", " ")
+    return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis))
+
+
+class MeteorProcess:
+    """A running METEOR scorer. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, heap: str = METEOR_HEAP):
+        jar_dir = package_dir("meteor")
+        self._stderr = tempfile.TemporaryFile()
+        cmd = [java_executable(), "-jar", f"-Xmx{heap}", METEOR_JAR, *METEOR_ARGS]
+        self._proc = subprocess.Popen(cmd, cwd=jar_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._stderr)
+        self._lock = threading.Lock()
+        self._stats_cache: dict[str, str] = {}
+        log.debug("started METEOR (pid %d) in %s", self._proc.pid, jar_dir)
+
+    def __enter__(self) -> "MeteorProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _died(self) -> TomcapError:
+        self._proc.poll()
+        self._stderr.seek(0)
+        tail = self._stderr.read().decode(errors="replace").strip()[-800:]
+        return TomcapError(f"the METEOR process stopped (exit {self._proc.returncode}): {tail or 'no message'}",
+                           fix=f"check `java -version` and that {METEOR_HEAP} of memory is free for {METEOR_JAR}")
+
+    def _readline(self) -> str:
+        line = self._proc.stdout.readline()
+        if not line:
+            raise self._died()
+        return line.decode().strip()
+
+    def _write_all(self, lines: Sequence[str], errors: list[BaseException]) -> None:
+        try:
+            for line in lines:
+                self._proc.stdin.write(f"{line}\n".encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as err:  # the reader reports the process' own message
+            errors.append(err)
+
+    def _stream(self, lines: Sequence[str], n_replies: int) -> list[str]:
+        errors: list[BaseException] = []
+        writer = threading.Thread(target=self._write_all, args=(lines, errors), daemon=True)
+        writer.start()
+        try:
+            replies = [self._readline() for _ in range(n_replies)]
+        finally:
+            writer.join()
+        return replies
+
+    def stats(self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> list[str]:
+        """METEOR sufficient statistics per (hypothesis, references) pair (the jar's SCORE reply)."""
+        lines = [_score_line(h, r) for h, r in zip(hypotheses, references, strict=True)]
+        todo = list(dict.fromkeys(line for line in lines if line not in self._stats_cache))
+        with self._lock:
+            if todo:
+                for line, reply in zip(todo, self._stream(todo, len(todo))):
+                    self._stats_cache[line] = reply
+        return [self._stats_cache[line] for line in lines]
+
+    def score(self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, list[float]]:
+        """Corpus METEOR and per-image scores, as ``pycocoevalcap.meteor.Meteor.compute_score``.
+
+        hypotheses: N tokenised captions; references: N lists of tokenised references.
+        """
+        if not hypotheses:
+            raise ValueError("METEOR needs at least one hypothesis")
+        stats = self.stats(hypotheses, references)
+        eval_line = "EVAL ||| " + " ||| ".join(stats)
+        with self._lock:
+            replies = self._stream([eval_line], len(stats) + 1)
+        return float(replies[-1]), [float(r) for r in replies[:-1]]
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+            self._proc.kill()
+        self._proc.wait()
+        self._stderr.close()

@@ -1,0 +1,199 @@
+"""Decoding loops: greedy, sampling and beam search over guided scores, with KV caches.
+
+Each loop takes the streams of every image (per role) and repeats them per hypothesis (beams or
+samples), so all hypotheses of all images advance in one batched step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from ..config import StageConfig
+from .guidance import Guidance, GuidedScorer
+from .streams import Stream
+
+NEG_INF = float("-inf")
+
+
+class DecodeConfig(StageConfig):
+    """Decoding parameters (a change reruns only generation and evaluation)."""
+
+    strategy: Literal["greedy", "beam", "sample"] = "beam"
+    beam_size: int = Field(default=3, ge=1)
+    num_samples: int = Field(default=8, ge=1, description="candidates per image for strategy 'sample'")
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    max_new_tokens: int = Field(default=24, ge=1)
+    length_penalty: float = Field(default=1.0, description="beam score = sum logp / length**length_penalty")
+    no_repeat_ngram_size: int = Field(default=3, ge=0, description="0 disables")
+    guidance_scale: float = Field(default=1.0, ge=0, description="CFG gamma; 1 = conditional only, 0 = unconditional")
+    lm_alpha: float | None = Field(default=None, description="LM guidance weight of log p(x|y); null disables")
+    lm_beta: float = Field(default=0.0, ge=0, description="LM guidance weight of log p(x|null)")
+    batched_guidance: bool = Field(default=True, description="cond and uncond streams in one forward pass")
+    seed: int = 0
+
+    def guidance(self) -> Guidance:
+        return Guidance(cfg_scale=self.guidance_scale, lm_alpha=self.lm_alpha, lm_beta=self.lm_beta)
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]
+    score: float
+    """Sum of guided log-scores of the generated tokens (EOS included when reached)."""
+
+
+def banned_next_tokens(tokens: list[int], n: int) -> list[int]:
+    """Tokens that would repeat an n-gram already in ``tokens`` (no-repeat-ngram blocking)."""
+    if n <= 0 or len(tokens) < n - 1:
+        return []
+    prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
+    return [tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == prefix]
+
+
+def _block_repeats(scores: Tensor, seqs: list[list[int]], n: int) -> Tensor:
+    if n <= 0:
+        return scores
+    for i, seq in enumerate(seqs):
+        banned = banned_next_tokens(seq, n)
+        if banned:
+            scores[i, banned] = NEG_INF
+    return scores
+
+
+def _repeat(streams: dict[str, list[Stream]], times: int) -> dict[str, list[Stream]]:
+    return {role: [s for s in rows for _ in range(times)] for role, rows in streams.items()}
+
+
+def _top_p_filter(logits: Tensor, top_p: float) -> Tensor:
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs > top_p  # keep the smallest prefix whose mass reaches top_p
+    sorted_logits[drop] = NEG_INF
+    return torch.full_like(logits, NEG_INF).scatter(-1, order, sorted_logits)
+
+
+def _run_independent(models: dict[str, nn.Module], streams: dict[str, list[Stream]], cfg: DecodeConfig,
+                     eos_id: int, pad_id: int, sample: bool) -> list[Hypothesis]:
+    """Greedy (or sampled) continuation of every row independently."""
+    scorer = GuidedScorer(models, streams, cfg.guidance(), pad_id, batched=cfg.batched_guidance)
+    n = scorer.n
+    gen = torch.Generator().manual_seed(cfg.seed)
+    seqs: list[list[int]] = [[] for _ in range(n)]
+    totals = [0.0] * n
+    done = [False] * n
+    scores = scorer.start()
+    for step in range(cfg.max_new_tokens):
+        scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size)
+        if sample:
+            logits = _top_p_filter(torch.log_softmax(scores / cfg.temperature, -1), cfg.top_p)
+            tokens = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=gen).squeeze(1).to(scores.device)
+        else:
+            tokens = scores.argmax(-1)
+        picked = scores.gather(1, tokens[:, None]).squeeze(1).tolist()
+        for i, t in enumerate(tokens.tolist()):
+            if done[i]:
+                continue
+            totals[i] += picked[i]
+            if t == eos_id:
+                done[i] = True
+            else:
+                seqs[i].append(t)
+        if all(done) or step == cfg.max_new_tokens - 1:
+            break
+        feed = torch.where(torch.tensor(done, device=tokens.device), torch.full_like(tokens, eos_id), tokens)
+        scores = scorer.step(feed)
+    return [Hypothesis(tokens=s, score=t) for s, t in zip(seqs, totals)]
+
+
+def greedy_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[Hypothesis]:
+    """One hypothesis per image: argmax of the guided score at each step."""
+    return _run_independent(models, streams, cfg, eos_id, pad_id, sample=False)
+
+
+def sample_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[list[Hypothesis]]:
+    """``num_samples`` top-p samples per image (for reranking)."""
+    k = cfg.num_samples
+    flat = _run_independent(models, _repeat(streams, k), cfg, eos_id, pad_id, sample=True)
+    return [flat[i * k:(i + 1) * k] for i in range(len(flat) // k)]
+
+
+def _normalised(score: float, length: int, penalty: float) -> float:
+    return score / max(length, 1) ** penalty
+
+
+def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[Hypothesis]:
+    """Beam search with length penalty; returns the best finished hypothesis of each image."""
+    w = cfg.beam_size
+    n_images = len(streams[next(iter(streams))])
+    scorer = GuidedScorer(models, _repeat(streams, w), cfg.guidance(), pad_id, batched=cfg.batched_guidance)
+    seqs: list[list[int]] = [[] for _ in range(n_images * w)]
+    # Only the first beam of each image is live at the start, so the first step does not pick duplicates.
+    beam_scores = torch.full((n_images, w), NEG_INF)
+    beam_scores[:, 0] = 0.0
+    finished: list[list[Hypothesis]] = [[] for _ in range(n_images)]
+    done = [False] * n_images
+    scores = scorer.start()
+    for step in range(cfg.max_new_tokens):
+        scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size).cpu()
+        vocab = scores.shape[-1]
+        cand = (beam_scores.reshape(-1, 1) + scores).reshape(n_images, w * vocab)
+        top_scores, top_idx = cand.topk(2 * w, dim=-1)
+        new_seqs, new_scores, origin, tokens = [], torch.full((n_images, w), NEG_INF), [], []
+        last = step == cfg.max_new_tokens - 1
+        for b in range(n_images):
+            live = 0
+            for rank, (s, idx) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist())):
+                beam, tok = divmod(idx, vocab)
+                row = b * w + beam
+                if s == NEG_INF:
+                    break
+                if tok == eos_id:
+                    # As in HF: an EOS only ends a hypothesis when it ranks among the top w candidates.
+                    if rank < w and not done[b] and len(finished[b]) < w:
+                        finished[b].append(Hypothesis(seqs[row], s))
+                    continue
+                if live < w:
+                    new_seqs.append(seqs[row] + [tok])
+                    new_scores[b, live] = s
+                    origin.append(row)
+                    tokens.append(tok)
+                    live += 1
+            while live < w:  # pad with dead beams so the batch keeps its shape
+                new_seqs.append(seqs[b * w])
+                origin.append(b * w)
+                tokens.append(eos_id)
+                live += 1
+            if len(finished[b]) >= w:
+                done[b] = True
+            if done[b]:
+                new_scores[b] = NEG_INF
+        if last:
+            for b in range(n_images):
+                if not done[b]:
+                    for j in range(w):
+                        if new_scores[b, j] > NEG_INF:
+                            finished[b].append(Hypothesis(new_seqs[b * w + j], float(new_scores[b, j])))
+            break
+        if all(done):
+            break
+        seqs, beam_scores = new_seqs, new_scores
+        scorer.reorder(torch.tensor(origin, device=scores.device).to(next(iter(models.values())).device))
+        scores = scorer.step(torch.tensor(tokens).to(next(iter(models.values())).device))
+    return [max(f, key=lambda h: _normalised(h.score, len(h.tokens) + 1, cfg.length_penalty)) for f in finished]
+
+
+def decode(models: dict[str, nn.Module], streams: dict[str, list[Stream]], cfg: DecodeConfig, eos_id: int,
+           pad_id: int) -> list[list[Hypothesis]]:
+    """Candidates per image: one for greedy/beam, ``num_samples`` for sampling."""
+    if cfg.strategy == "greedy":
+        return [[h] for h in greedy_decode(models, streams, cfg, eos_id, pad_id)]
+    if cfg.strategy == "beam":
+        return [[h] for h in beam_decode(models, streams, cfg, eos_id, pad_id)]
+    return sample_decode(models, streams, cfg, eos_id, pad_id)

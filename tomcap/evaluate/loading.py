@@ -288,27 +288,33 @@ def load_results(path: Path, keys: PairedKeys = PairedKeys(), name: str | None =
     return Results(captions=out, source=str(file), name=name)
 
 
-def align(results: Results, refs: References | None) -> tuple[list[str], list[list[str]], list[str]]:
-    """The evaluated images in results order: (keys, references per image, caption per image).
+def align(results: Results, refs: References | None) -> tuple[list[str], list[str], list[list[str]], list[str]]:
+    """The evaluated images in results order: (result keys, reference keys, references, captions).
 
     Every result image must have references (as the COCO toolkit requires); the error names the
-    first unknown ids.
+    first unknown ids. Two results that resolve to one reference image are duplicates.
     """
     refs = refs if refs is not None else results.refs
     if refs is None:
         raise _fail(results.source, "no references: the results file does not carry them",
                     "pass --refs with a references file")
-    keys, gts, hyps, missing = [], [], [], []
+    keys, ref_keys, gts, hyps, missing = [], [], [], [], []
+    seen: dict[str, str] = {}
     for key, caption in results.captions.items():
         ref_key = refs.resolve(key)
         if ref_key is None:
             missing.append(key)
             continue
+        if ref_key in seen:
+            raise _fail(results.source, f"image ids {seen[ref_key]} and {key} name the same reference image {ref_key}",
+                        "keep exactly one caption per image")
+        seen[ref_key] = key
         keys.append(key)
+        ref_keys.append(ref_key)
         gts.append(refs.captions[ref_key])
         hyps.append(caption)
     if missing:
         shown = ", ".join(missing[:_SHOWN_KEYS]) + (" ..." if len(missing) > _SHOWN_KEYS else "")
         raise _fail(results.source, f"{len(missing)} result image id(s) have no reference: {shown}",
                     f"score against the references that cover these images ({refs.source}), or drop them")
-    return keys, gts, hyps
+    return keys, ref_keys, gts, hyps

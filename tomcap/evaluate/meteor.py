@@ -18,7 +18,6 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import TomcapError
 from .java import java_executable, package_dir
@@ -29,6 +28,8 @@ METEOR_JAR = "meteor-1.5.jar"
 METEOR_HEAP = "2G"
 """Heap of the stock wrapper (``-Xmx2G``); the paraphrase table needs about 1.5 GB."""
 METEOR_ARGS = ("-", "-", "-stdio", "-l", "en", "-norm")
+METEOR_JVM_OPTIONS: tuple[str, ...] = ()
+"""Extra JVM flags (they change speed only: Java arithmetic is strict, so scores are the same)."""
 
 
 def _score_line(hypothesis: str, references: Sequence[str]) -> str:
@@ -40,10 +41,10 @@ def _score_line(hypothesis: str, references: Sequence[str]) -> str:
 class MeteorProcess:
     """A running METEOR scorer. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, heap: str = METEOR_HEAP):
+    def __init__(self, heap: str = METEOR_HEAP, jvm_options: Sequence[str] = METEOR_JVM_OPTIONS):
         jar_dir = package_dir("meteor")
         self._stderr = tempfile.TemporaryFile()
-        cmd = [java_executable(), "-jar", f"-Xmx{heap}", METEOR_JAR, *METEOR_ARGS]
+        cmd = [java_executable(), *jvm_options, "-jar", f"-Xmx{heap}", METEOR_JAR, *METEOR_ARGS]
         self._proc = subprocess.Popen(cmd, cwd=jar_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr)
         self._lock = threading.Lock()
@@ -104,7 +105,10 @@ class MeteorProcess:
         """
         if not hypotheses:
             raise ValueError("METEOR needs at least one hypothesis")
-        stats = self.stats(hypotheses, references)
+        return self.eval_stats(self.stats(hypotheses, references))
+
+    def eval_stats(self, stats: Sequence[str]) -> tuple[float, list[float]]:
+        """The jar's EVAL of a list of SCORE statistics: (corpus score, per-segment scores)."""
         eval_line = "EVAL ||| " + " ||| ".join(stats)
         with self._lock:
             replies = self._stream([eval_line], len(stats) + 1)
@@ -119,3 +123,58 @@ class MeteorProcess:
             self._proc.kill()
         self._proc.wait()
         self._stderr.close()
+
+
+class MeteorPool:
+    """``workers`` METEOR processes that split the SCORE lines between them.
+
+    SCORE statistics of a segment depend on that segment only, so any process may compute them;
+    the EVAL (which turns statistics into scores) runs in the first. With two cores, two
+    processes load their tables side by side and then halve the scoring time.
+    """
+
+    def __init__(self, workers: int = 1, heap: str = METEOR_HEAP, jvm_options: Sequence[str] = METEOR_JVM_OPTIONS):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.procs: list[MeteorProcess] = []
+        try:
+            for _ in range(workers):
+                self.procs.append(MeteorProcess(heap=heap, jvm_options=jvm_options))
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "MeteorPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def score(self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, list[float]]:
+        """Corpus METEOR and per-image scores, as ``pycocoevalcap.meteor.Meteor.compute_score``."""
+        if not hypotheses:
+            raise ValueError("METEOR needs at least one hypothesis")
+        n = len(hypotheses)
+        k = len(self.procs)
+        bounds = [n * i // k for i in range(k + 1)]
+        chunks: list[list[str]] = [[] for _ in range(k)]
+
+        def run(i: int) -> None:
+            lo, hi = bounds[i], bounds[i + 1]
+            chunks[i] = self.procs[i].stats(hypotheses[lo:hi], references[lo:hi]) if hi > lo else []
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, k)]
+        for t in threads:
+            t.start()
+        run(0)
+        for t in threads:
+            t.join()
+        stats = [s for chunk in chunks for s in chunk]
+        if len(stats) != n:
+            raise TomcapError("a METEOR worker stopped before scoring its share",
+                              fix="rerun with meteor_workers=1 and check `java -version` and free memory")
+        return self.procs[0].eval_stats(stats)
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.close()

@@ -1,0 +1,145 @@
+"""The evaluation stage: config, stage protocol and the build of an evaluation artifact.
+
+``run_evaluate`` writes into the data directory's artifact store (cached by key, as every stage);
+``evaluate_to_dir`` writes the same folder, manifest included, at a path the user names (the
+``--out`` of the CLI), atomically: it is built beside the target and renamed into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256, load_ref
+from ..constants import MANIFEST_NAME, TMP_PREFIX, TRASH_PREFIX
+from ..errors import ArtifactError, ConfigError
+from .coco_metrics import EvalItem, score_items
+from .config import EvaluateConfig
+from .loading import align, load_references, load_results, results_path
+from .report import RunResult, write_run, write_sweep
+
+log = logging.getLogger(__name__)
+
+SPEC = StageSpec(name="evaluate", version="1", modules=("tomcap.evaluate",))
+
+
+def _results_inputs(config: EvaluateConfig, generate: ArtifactRef | None) -> list[Path]:
+    paths = list(config.results) + ([generate.dir] if generate is not None else [])
+    if not paths:
+        raise ConfigError("nothing to evaluate: no results file and no generation artifact",
+                          fix="pass --results FILE (repeatable) or a generation artifact")
+    return paths
+
+
+def _images_fingerprint(folder: Path) -> str:
+    """Cheap identity of an image folder: names and sizes of its files."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(folder).as_posix()}\0{f.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None = None) -> dict[str, str]:
+    """Content fingerprints of the inputs: references, each results file, images, CLIP weights."""
+    from ..clip import pretrained_fingerprint, resolve_pretrained
+
+    up: dict[str, str] = {}
+    if config.refs is not None:
+        if not Path(config.refs).is_file():
+            raise ConfigError("references file not found", fix="pass an existing file with --refs")
+        up["refs"] = file_sha256(Path(config.refs))[:16]
+    for i, p in enumerate(config.results):
+        f = results_path(Path(p))
+        if not f.is_file():
+            raise ConfigError(f"results file not found: {f}", fix="pass an existing file with --results")
+        up[f"results/{i}"] = file_sha256(f)[:16]
+    if generate is not None:
+        up["generate"] = generate.fingerprint
+    if config.images is not None:
+        up["images"] = _images_fingerprint(config.images)
+    if config.clip_model is not None:
+        up["clip"] = f"{config.clip_model}@{pretrained_fingerprint(resolve_pretrained(config.clip_model, config.clip_pretrained))}"
+    return up
+
+
+def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path) -> BuildOutput:
+    t0 = time.perf_counter()
+    keys = config.paired_keys
+    refs = load_references(config.refs, keys) if config.refs is not None else None
+    items, sources = [], []
+    for path in _results_inputs(config, generate):
+        res = load_results(path, keys)
+        res_keys, ref_keys, gts, hyps = align(res, refs)
+        items.append(EvalItem(name=res.name, keys=res_keys, ref_keys=ref_keys, refs=gts, hyps=hyps))
+        sources.append(res.source)
+    t_load = time.perf_counter() - t0
+    scored = score_items(items, meteor=config.meteor, spice=config.spice, meteor_workers=config.meteor_workers)
+    clip = None
+    if config.clip_model is not None:
+        from ..clip import load_clip
+
+        clip = load_clip(config.clip_model, config.clip_pretrained, device=config.device)
+    runs = []
+    for item, sc, source in zip(items, scored, sources):
+        metrics: dict[str, Any] = dict(sc.metrics)
+        per_image = dict(sc.per_image)
+        if clip is not None:
+            from .clip_metrics import clip_metrics, find_images
+
+            corpus, per = clip_metrics(clip, find_images(config.images, item.keys), item.hyps, item.refs,
+                                       config.clip_batch_size)
+            metrics.update(corpus)
+            per_image.update(per)
+        metrics["bleu_stats"] = sc.bleu_stats
+        metrics["n_images"] = len(item.keys)
+        runs.append(RunResult(name=item.name, source=source, keys=item.keys, captions=item.hyps, refs=item.refs,
+                              metrics=metrics, per_image=per_image, timings=sc.timings))
+    if len(runs) == 1:
+        write_run(runs[0], tmp, config.report_samples)
+        folders = ["."]
+    else:
+        folders = write_sweep(runs, tmp, config.report_samples)
+    timings = {"load": round(t_load, 3), **{k: round(v, 3) for k, v in scored[0].timings.items()},
+               "wall": round(time.perf_counter() - t0, 3)}
+    info = {"metrics": {d: r.metrics for d, r in zip(folders, runs)}, "timings": timings,
+            "clip": clip.fingerprint if clip is not None else None}
+    return BuildOutput(rows={"n_results": len(runs), "n_images": sum(len(r.keys) for r in runs)}, info=info)
+
+
+def run_evaluate(config: EvaluateConfig, data_dir: Path, generate: ArtifactRef | None = None,
+                 force: bool = False) -> ArtifactRef:
+    """Stage protocol: the evaluation artifact in ``data_dir``'s store (cached by key)."""
+    return ArtifactStore(data_dir).build(SPEC, config, upstream_fingerprints(config, generate),
+                                         lambda tmp: _build(config, generate, tmp), force=force)
+
+
+def evaluate_to_dir(config: EvaluateConfig, out: Path, generate: ArtifactRef | None = None) -> ArtifactRef:
+    """Write the evaluation artifact (with its manifest) at ``out``, replacing an earlier evaluation there.
+
+    The folder is built by the artifact store under a temp root beside ``out`` and renamed into
+    place, so a failure leaves nothing at ``out`` (and an earlier evaluation there untouched).
+    """
+    out = Path(out).resolve()
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_NAME).is_file())):
+        raise ArtifactError("exists and is not an earlier evaluation output", path=out,
+                            fix="choose a new --out folder, or remove this one")
+    if (out / MANIFEST_NAME).is_file():
+        load_ref(out, stage=SPEC.name)  # only ever replace an evaluation
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_root = out.parent / f"{TMP_PREFIX}{out.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        built = ArtifactStore(tmp_root).build(SPEC, config, upstream_fingerprints(config, generate),
+                                              lambda tmp: _build(config, generate, tmp), force=True)
+        if out.exists():
+            trash = out.parent / f"{TRASH_PREFIX}{out.name}-{uuid.uuid4().hex[:6]}"
+            out.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        built.dir.rename(out)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return load_ref(out, stage=SPEC.name)

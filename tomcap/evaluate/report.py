@@ -39,8 +39,11 @@ def _fmt(v: Any) -> str:
 
 
 def score_names(metrics: Mapping[str, Any]) -> list[str]:
-    """Scalar score keys, in the order they were computed."""
-    return [k for k, v in metrics.items() if isinstance(v, float)]
+    """Scalar score keys: the COCO ones in the toolkit's order, then the others in their order."""
+    from .coco_metrics import METRIC_NAMES, SPICE
+
+    first = [k for k in (*METRIC_NAMES, SPICE) if isinstance(metrics.get(k), float)]
+    return first + [k for k, v in metrics.items() if isinstance(v, float) and k not in first]
 
 
 def write_run(run: RunResult, folder: Path, samples: int) -> None:

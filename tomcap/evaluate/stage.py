@@ -142,4 +142,4 @@ def evaluate_to_dir(config: EvaluateConfig, out: Path, generate: ArtifactRef | N
         built.dir.rename(out)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-    return load_ref(out, stage=SPEC.name)
+    return load_ref(out, stage=SPEC.name).model_copy(update={"cached": False})

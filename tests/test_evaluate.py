@@ -113,6 +113,7 @@ def test_tokenizer_matches_stock(records):
     assert ptb_tokenize(["A man\rrides.", "", "Two dogs!"]) == ["a man rides", "", "two dogs"]
 
 
+@pytest.mark.slow
 @NEEDS_JAVA
 def test_meteor_matches_stock_on_slice(records, tokenized):
     """Our warm, streamed METEOR process returns stock Meteor's numbers (one jar load ~10 s)."""

@@ -1,0 +1,163 @@
+"""Benchmark: our COCO caption metrics against stock pycocoevalcap 1.2, side by side, same run.
+
+(a) one file: the MAGIC Karpathy-test results (4982 images), scored by the stock calls as the COCO
+    toolkit makes them (PTBTokenizer on references and on results, Bleu(4), Meteor(), Rouge(),
+    Cider(); Meteor() is built before scoring starts, as COCOEvalCap builds its scorer list) and by
+    ``tomcap.evaluate.score_items``; wall time per metric and in total; every corpus and per-image
+    number must be identical.
+(b) a sweep: SWEEP_FILES results files for the same references (variants of the MAGIC captions, as
+    a guidance sweep produces: words dropped, captions of other images swapped in), scored by our
+    evaluator in one call against SWEEP_FILES stock runs.
+
+Goals (issue 11): (a) ours <= 0.6x stock total; (b) ours <= 0.3x the stock runs.
+
+    .venv/bin/python benchmarks/evaluate.py [--captions ../shared/data/captions] [--sweep 8]
+        [--stock-sweep-runs 8] [--json OUT.json]
+
+``--stock-sweep-runs K < 8`` times K stock runs and scales them to 8 (reported as an estimate).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tomcap.constants import PROJECT_ROOT
+from tomcap.evaluate import EvalItem, align, load_results, score_items
+
+MAGIC = Path("magic_results") / "magic_mscoco_karpathy_test_result.json"
+SWEEP_FILES = 8
+SWAP_P, DROP_P = 0.1, 0.5
+"""Per caption, in a sweep variant: probability to take another image's caption / to drop one word."""
+GOAL_SINGLE, GOAL_SWEEP = 0.6, 0.3
+
+
+def stock_run(gts_raw: dict, res_raw: dict) -> tuple[dict, dict, dict]:
+    """Stock pycocoevalcap as COCOEvalCap.evaluate runs it: (scores, per-image scores, seconds)."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    times: dict[str, float] = {}
+    t_all = time.perf_counter()
+    t = time.perf_counter()
+    tok = PTBTokenizer()
+    gts, res = tok.tokenize(gts_raw), tok.tokenize(res_raw)
+    times["tokenize"] = time.perf_counter() - t
+    scorers = [(Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]), (Meteor(), ["METEOR"]), (Rouge(), ["ROUGE_L"]),
+               (Cider(), ["CIDEr"])]
+    scores, per = {}, {}
+    for scorer, names in scorers:
+        t = time.perf_counter()
+        s, ss = scorer.compute_score(gts, res, verbose=0) if names[0] == "Bleu_1" else scorer.compute_score(gts, res)
+        times[names[0] if len(names) == 1 else "BLEU"] = time.perf_counter() - t
+        if len(names) == 1:
+            s, ss = [s], [ss]
+        for name, v, vv in zip(names, s, ss):
+            scores[name], per[name] = float(v), np.asarray(vv, dtype=np.float64)
+    del scorers  # stops the METEOR jar
+    times["total"] = time.perf_counter() - t_all
+    return scores, per, times
+
+
+def ours_run(items: list[EvalItem], workers: int) -> tuple[list, float]:
+    t = time.perf_counter()
+    out = score_items(items, spice=False, meteor_workers=workers)
+    return out, time.perf_counter() - t
+
+
+def identical(ours, scores: dict, per: dict) -> bool:
+    return all(ours.metrics[k] == v and np.array_equal(ours.per_image[k], per[k]) for k, v in scores.items())
+
+
+def sweep_variants(records: list[dict], n: int) -> list[list[dict]]:
+    """n variants of the paired records with perturbed predictions (deterministic)."""
+    out = []
+    preds = [r["prediction"] for r in records]
+    for v in range(n):
+        rng = np.random.default_rng(v)
+        recs = []
+        for i, r in enumerate(records):
+            p = preds[int(rng.integers(len(preds)))] if rng.random() < SWAP_P else preds[i]
+            words = p.split()
+            if len(words) > 2 and rng.random() < DROP_P:
+                del words[int(rng.integers(len(words)))]
+            recs.append({**r, "prediction": " ".join(words)})
+        out.append(recs)
+    return out
+
+
+def items_of(records: list[dict], name: str, tmp: Path) -> EvalItem:
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(records))
+    keys, ref_keys, gts, hyps = align(load_results(path), None)
+    return EvalItem(name=name, keys=keys, ref_keys=ref_keys, refs=gts, hyps=hyps)
+
+
+def stock_inputs(records: list[dict]) -> tuple[dict, dict]:
+    gts = {r["image_name"]: [{"caption": c} for c in r["captions"]] for r in records}
+    res = {r["image_name"]: [{"caption": r["prediction"]}] for r in records}
+    return gts, res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--captions", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "captions")
+    ap.add_argument("--sweep", type=int, default=SWEEP_FILES)
+    ap.add_argument("--stock-sweep-runs", type=int, default=SWEEP_FILES)
+    ap.add_argument("--meteor-workers", type=int, default=1)
+    ap.add_argument("--skip-single", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    import tempfile
+
+    records = json.loads((args.captions / MAGIC).read_text())
+    report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "load_avg_start": os.getloadavg()}, "n_images": len(records)}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_single:
+            # (a) one file, stock then ours
+            s_scores, s_per, s_times = stock_run(*stock_inputs(records))
+            (ours,), o_total = ours_run([items_of(records, "magic", Path(tmp))], args.meteor_workers)
+            same = identical(ours, s_scores, s_per)
+            report["single"] = {"stock_s": s_times, "ours_s": {**ours.timings, "total": o_total},
+                                "ratio": o_total / s_times["total"], "goal": GOAL_SINGLE, "identical": same,
+                                "scores": ours.metrics, "bleu_stats": ours.bleu_stats}
+            print(f"(a) one file: stock {s_times['total']:.1f} s, ours {o_total:.1f} s, "
+                  f"ratio {o_total / s_times['total']:.2f} (goal <= {GOAL_SINGLE}), identical: {same}")
+            print("    stock per metric (s):", {k: round(v, 2) for k, v in s_times.items()})
+            print("    ours  per step   (s):", {k: round(v, 2) for k, v in ours.timings.items()})
+            print("    scores:", {k: round(v, 4) for k, v in ours.metrics.items()})
+        # (b) sweep
+        variants = sweep_variants(records, args.sweep)
+        items = [items_of(v, f"variant{i}", Path(tmp)) for i, v in enumerate(variants)]
+        outs, o_total = ours_run(items, args.meteor_workers)
+        stock_times, all_same = [], True
+        for i in range(min(args.stock_sweep_runs, args.sweep)):
+            s_scores, s_per, s_times = stock_run(*stock_inputs(variants[i]))
+            stock_times.append(s_times["total"])
+            all_same &= identical(outs[i], s_scores, s_per)
+        stock_total = float(np.mean(stock_times)) * args.sweep
+        estimated = len(stock_times) < args.sweep
+        report["sweep"] = {"files": args.sweep, "ours_s": o_total, "stock_runs_s": stock_times,
+                           "stock_total_s": stock_total, "stock_estimated": estimated,
+                           "ratio": o_total / stock_total, "goal": GOAL_SWEEP,
+                           "identical_checked": len(stock_times), "identical": all_same,
+                           "ours_steps_s": outs[0].timings}
+        print(f"(b) sweep of {args.sweep}: stock {stock_total:.1f} s{' (estimated from %d runs)' % len(stock_times) if estimated else ''}, "
+              f"ours {o_total:.1f} s, ratio {o_total / stock_total:.2f} (goal <= {GOAL_SWEEP}), "
+              f"identical on {len(stock_times)} files: {all_same}")
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

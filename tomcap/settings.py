@@ -12,6 +12,7 @@ from pydantic import Field
 from .config import StageConfig, read_yaml_mapping, validate_config
 from .constants import DEFAULT_DATA_DIR
 from .corpus.config import CorpusConfig
+from .world.config import WorldConfig
 from .evaluate.config import EvaluateConfig
 
 
@@ -20,6 +21,7 @@ class PipelineConfig(StageConfig):
 
     data_dir: Path | None = Field(default=None, description="artifact root; default: $TOMCAP_DATA_DIR or ./data")
     corpus: CorpusConfig = CorpusConfig()
+    world: WorldConfig = WorldConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:

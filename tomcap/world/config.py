@@ -1,0 +1,71 @@
+"""Typed configs of the embedded world: the scene generator and the two model trainers."""
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from ..config import StageConfig
+
+
+class WorldConfig(StageConfig):
+    """How many scenes of which kind ``generate_world`` writes.
+
+    Train (caption-only corpus) and test (images + 5 references) scenes come from separate seed
+    streams, and a train scene whose canonical attribute key also occurs in the test split is
+    dropped, so the splits are disjoint by scene.
+    """
+
+    seed: int = Field(default=0, ge=0, description="root seed; train/test/probe streams are derived from it")
+    image_size: int = Field(default=64, ge=32, le=256, description="square image side in pixels")
+    n_train_scenes: int = Field(default=10_000, ge=1, description="scenes described in the caption-only corpus")
+    n_test_images: int = Field(default=1_000, ge=1, description="held-out images written as PNG + COCO annotations")
+    captions_per_image: int = Field(default=5, ge=1, le=8, description="distinct reference captions per scene")
+    max_objects: int = Field(default=3, ge=1, le=3, description="objects per scene are drawn from 1..max_objects")
+    single_object_share: float = Field(default=0.4, ge=0.0, le=1.0,
+                                       description="share of one-object scenes (the zero-shot probes use these)")
+    relation_share: float = Field(default=0.4, ge=0.0, le=1.0,
+                                  description="share of two-object captions written as a relation (left of / above)")
+
+    @model_validator(mode="after")
+    def _single_possible(self) -> "WorldConfig":
+        if self.max_objects == 1 and self.single_object_share < 1.0:
+            # with one object per scene every scene is single-object; the share is meaningless otherwise
+            object.__setattr__(self, "single_object_share", 1.0)
+        return self
+
+
+class ClipTrainConfig(StageConfig):
+    """Contrastive training of the tiny world CLIP (open_clip architecture from JSON)."""
+
+    model_name: str = "tomcap-world-clip"
+    seed: int = 0
+    steps: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=128, ge=2)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=0.05, ge=0)
+    warmup_steps: int = Field(default=50, ge=0)
+    logit_scale: float = Field(default=100.0, gt=0,
+                               description="fixed (not learned) inverse temperature; a low temperature keeps a "
+                                           "realistic modality gap (Liang et al. 2022)")
+    threads: int = Field(default=2, ge=1, description="torch CPU threads")
+    log_every: int = Field(default=50, ge=1)
+
+
+class Gpt2TrainConfig(StageConfig):
+    """Language-model pretraining of the tiny world GPT-2 with its own byte-level BPE tokenizer."""
+
+    seed: int = 0
+    vocab_size: int = Field(default=4096, ge=300)
+    n_layer: int = Field(default=4, ge=1)
+    n_head: int = Field(default=4, ge=1)
+    n_embd: int = Field(default=128, ge=16)
+    n_positions: int = Field(default=64, ge=16)
+    steps: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    warmup_steps: int = Field(default=100, ge=0)
+    n_train_scenes: int = Field(default=20_000, ge=1, description="world scenes whose captions form the LM corpus")
+    n_heldout_scenes: int = Field(default=500, ge=1, description="held-out world scenes for perplexity")
+    real_captions_max: int = Field(default=20_000, ge=0,
+                                   description="real captions (../shared/data/captions Karpathy val) mixed in, if present")
+    threads: int = Field(default=2, ge=1)
+    log_every: int = Field(default=100, ge=1)

@@ -1,0 +1,94 @@
+"""Write a world to disk: caption-only train corpus (JSONL) + held-out test split (PNG + COCO JSON)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from .captions import scene_captions
+from .config import WorldConfig
+from .render import render_scene
+from .scenes import Scene
+from .splits import TEST_STREAM, TRAIN_STREAM, test_scenes, train_scenes
+
+log = logging.getLogger(__name__)
+
+CORPUS_FILE = "world_captions_train.jsonl"
+TEST_ANNOTATIONS_FILE = "world_captions_test.json"
+TEST_SCENES_FILE = "world_scenes_test.jsonl"
+TEST_IMAGES_SUBDIR = "test_images"
+INFO_FILE = "world_info.json"
+
+
+@dataclass(frozen=True)
+class WorldPaths:
+    """Files of a generated world.
+
+    ``corpus_file``: JSONL, one ``{"caption", "image_id", "split"}`` per line (the corpus stage's
+    ``jsonl`` format; ``image_id`` is the train scene id, no image is kept). ``test_annotations``:
+    COCO caption JSON (``images`` with ``file_name``, ``annotations`` with 5 captions per image),
+    images under ``test_images_dir``. ``test_scenes``: JSONL with the true attributes per test image.
+    """
+
+    root: Path
+    corpus_file: Path
+    test_annotations: Path
+    test_images_dir: Path
+    test_scenes: Path
+    info: Path
+
+
+def world_paths(out_dir: Path) -> WorldPaths:
+    out = Path(out_dir)
+    return WorldPaths(root=out, corpus_file=out / CORPUS_FILE, test_annotations=out / TEST_ANNOTATIONS_FILE,
+                      test_images_dir=out / TEST_IMAGES_SUBDIR, test_scenes=out / TEST_SCENES_FILE,
+                      info=out / INFO_FILE)
+
+
+def scene_record(scene: Scene) -> dict:
+    """JSON-able true attributes of a scene (what a perfect caption names)."""
+    return {"scene_id": scene.scene_id, "background": scene.background,
+            "objects": [{"shape": o.shape, "color": o.color, "size": o.size, "position": o.position,
+                         "row": o.row, "col": o.col} for o in scene.objects]}
+
+
+def generate_world(out_dir: Path, config: WorldConfig | None = None) -> WorldPaths:
+    """Write the corpus and the test split of ``config`` into ``out_dir`` (created; existing world files are replaced)."""
+    world = config or WorldConfig()
+    paths = world_paths(out_dir)
+    if paths.root.exists() and not paths.root.is_dir():
+        raise ConfigError("output path exists and is not a folder", path=paths.root, fix="pass a folder path to --out")
+    paths.test_images_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    test = test_scenes(world)
+    train = train_scenes(world, {s.key() for s in test})
+    n_captions = 0
+    with paths.corpus_file.open("w", encoding="utf-8") as f:
+        for s in train:
+            for c in scene_captions(s, world.captions_per_image, world.seed, world.relation_share):
+                f.write(json.dumps({"caption": c, "image_id": s.scene_id, "split": TRAIN_STREAM}) + "\n")
+                n_captions += 1
+    images, annotations = [], []
+    with paths.test_scenes.open("w", encoding="utf-8") as f:
+        for image_id, s in enumerate(test):
+            name = f"{s.scene_id}.png"
+            render_scene(s, world.image_size).save(paths.test_images_dir / name, optimize=False)
+            images.append({"id": image_id, "file_name": name, "width": world.image_size,
+                           "height": world.image_size, "scene_id": s.scene_id})
+            for c in scene_captions(s, world.captions_per_image, world.seed, world.relation_share):
+                annotations.append({"id": len(annotations), "image_id": image_id, "caption": c})
+            f.write(json.dumps(scene_record(s) | {"image_id": image_id}) + "\n")
+    coco = {"info": {"description": "tomcap embedded world, held-out test split", "world_config":
+                     world.model_dump(mode="json")},
+            "images": images, "annotations": annotations, "type": "captions", "licenses": []}
+    paths.test_annotations.write_text(json.dumps(coco), encoding="utf-8")
+    info = {"world_config": world.model_dump(mode="json"), "n_train_scenes": len(train),
+            "n_train_dropped_as_test_duplicates": world.n_train_scenes - len(train), "n_train_captions": n_captions,
+            "n_test_images": len(test), "n_test_captions": len(annotations), "seconds": round(time.time() - t0, 2),
+            "streams": {"train": TRAIN_STREAM, "test": TEST_STREAM}}
+    paths.info.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    log.info("world written to %s: %d train captions, %d test images", paths.root, n_captions, len(test))
+    return paths

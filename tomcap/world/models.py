@@ -1,0 +1,150 @@
+"""Build, load and probe the two shipped world models, and write their model card.
+
+``build_models`` is what ``tomcap world build-models`` runs: it trains the CLIP and the GPT-2 from
+scratch (seeded), probes them on the held-out test split and writes ``README.md`` beside them.
+``probe_models`` re-measures the card's numbers from the files alone.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..artifacts import file_sha256
+from ..clip import load_clip
+from ..errors import ArtifactError
+from .config import ClipTrainConfig, Gpt2TrainConfig, WorldConfig
+from .probe import perplexity, probe_clip
+from .train_clip import record_path, train_clip
+from .train_gpt2 import RECORD_FILE, train_gpt2, world_texts
+
+log = logging.getLogger(__name__)
+
+CLIP_FILE = "tomcap-world-clip.safetensors"
+GPT2_SUBDIR = "tomcap-world-gpt2"
+CARD_FILE = "README.md"
+METRICS_FILE = "world_models_metrics.json"
+PARTS = ("clip", "gpt2")
+
+
+def build_models(out_dir: Path, world: WorldConfig, clip_cfg: ClipTrainConfig, gpt2_cfg: Gpt2TrainConfig,
+                 real_captions: Path | None = None, parts: tuple[str, ...] = PARTS,
+                 device: str | None = None, probe_images: int | None = None) -> dict[str, Any]:
+    """Train the requested parts into ``out_dir``, probe both, write the metrics JSON and the model card."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if "clip" in parts:
+        train_clip(clip_cfg, world, out_dir / CLIP_FILE, device=device)
+    if "gpt2" in parts:
+        train_gpt2(gpt2_cfg, world, out_dir / GPT2_SUBDIR, real_captions=real_captions, device=device)
+    log.info("world models trained in %.0fs", time.time() - t0)
+    metrics = probe_models(out_dir, world, n_images=probe_images or world.n_test_images, device=device)
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    write_model_card(out_dir, metrics)
+    return metrics
+
+
+def probe_models(models_dir: Path, world: WorldConfig, n_images: int, device: str | None = None,
+                 gpt2_heldout_scenes: int | None = None) -> dict[str, Any]:
+    """Re-measure every model-card number from the files in ``models_dir``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    models_dir = Path(models_dir)
+    weights, gpt2_dir = models_dir / CLIP_FILE, models_dir / GPT2_SUBDIR
+    for p in (weights, gpt2_dir / "config.json"):
+        if not p.exists():
+            raise ArtifactError("world model file missing", path=p,
+                                fix="run `tomcap world build-models` (or point --models-dir at the shipped data/models)")
+    clip = load_clip(ClipTrainConfig().model_name, pretrained=str(weights), device=device or "cpu")
+    out: dict[str, Any] = {"clip": probe_clip(clip.model, clip.tokenizer, world, n_images, clip.device)}
+    out["clip"]["weights_sha256"] = file_sha256(weights)[:16]
+    model = AutoModelForCausalLM.from_pretrained(gpt2_dir).to(device or "cpu")
+    tok = AutoTokenizer.from_pretrained(gpt2_dir)
+    record = json.loads((gpt2_dir / RECORD_FILE).read_text()) if (gpt2_dir / RECORD_FILE).is_file() else {}
+    n_heldout = gpt2_heldout_scenes or record.get("train_config", {}).get("n_heldout_scenes",
+                                                                          Gpt2TrainConfig().n_heldout_scenes)
+    _, heldout = world_texts(Gpt2TrainConfig(n_heldout_scenes=n_heldout, n_train_scenes=1), world)
+    out["gpt2"] = {"heldout_scenes": n_heldout, "heldout_captions": len(heldout),
+                   "heldout_perplexity": perplexity(model, tok, heldout, device=device or "cpu"),
+                   "weights_sha256": file_sha256(gpt2_dir / "model.safetensors")[:16]}
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
+    """``README.md`` with exact configs, seeds, data sizes, timings and the probe metrics of both models."""
+    from ..clip import MODEL_CONFIG_DIR
+
+    models_dir = Path(models_dir)
+    crec = json.loads(record_path(models_dir / CLIP_FILE).read_text())
+    grec = json.loads((models_dir / GPT2_SUBDIR / RECORD_FILE).read_text())
+    arch = (MODEL_CONFIG_DIR / f"{crec['model_name']}.json").read_text().strip()
+    gcfg = (models_dir / GPT2_SUBDIR / "config.json").read_text().strip()
+    cm, gm = metrics["clip"], metrics["gpt2"]
+    size_mb = lambda p: p.stat().st_size / 2**20  # noqa: E731
+    lines = [
+        "# Shipped world models",
+        "",
+        "Two small models trained by `tomcap world build-models` on the procedural world of `tomcap/world/`,",
+        "standing in for OpenAI CLIP and GPT-2 offline. Regenerate with `tomcap world build-models`; re-measure",
+        "every number below with `tomcap world probe` (test split regenerated from the seed).",
+        "",
+        f"## {crec['model_name']} (`{CLIP_FILE}`, {size_mb(models_dir / CLIP_FILE):.1f} MiB, fp16 safetensors)",
+        "",
+        "Load: `tomcap.clip.load_clip(\"tomcap-world-clip\", pretrained=\"data/models/tomcap-world-clip.safetensors\")`.",
+        "Default open_clip tokenizer (vocab 49408). Architecture (`tomcap/model_configs/tomcap-world-clip.json`):",
+        "", "```json", arch, "```", "",
+        "Training config (fixed inverse temperature = low temperature, not learned):",
+        "", "```json", json.dumps(crec["train_config"], indent=2), "```", "",
+        f"- device: {crec['device']}; training time: {crec['train_seconds']:.0f} s; "
+        f"pairs seen: {crec['pairs_seen']} (generated on the fly, test-split scene keys excluded); "
+        f"parameters: {crec['n_parameters']}",
+        f"- world config: `{json.dumps(crec['world_config'], sort_keys=True)}`",
+        "",
+        f"Metrics on the first {cm['n_images']} test images ({cm['n_texts']} reference captions); zero-shot on its "
+        f"{cm['n_single']} one-object scenes, classes = all size x colour x shape x cell canonical captions:",
+        "",
+        "| metric | value | target |", "| --- | --- | --- |",
+        f"| zero-shot colour | {_fmt(cm['zero_shot_color'])} | >= 0.90 |",
+        f"| zero-shot shape | {_fmt(cm['zero_shot_shape'])} | >= 0.90 |",
+        f"| zero-shot size | {_fmt(cm['zero_shot_size'])} | >= 0.90 |",
+        f"| zero-shot position (3x3) | {_fmt(cm['zero_shot_position'])} | >= 0.90 |",
+        f"| image->text recall@1 | {_fmt(cm['i2t_recall@1'])} | >= 0.50 |",
+        f"| text->image recall@1 | {_fmt(cm['t2i_recall@1'])} | |",
+        f"| modality gap ‖mean(img) - mean(txt)‖ | {_fmt(cm['modality_gap'])} | >= ~0.5 (real CLIP on COCO ~0.8) |",
+        f"| mean cosine of matched pairs | {_fmt(cm['mean_cos_matched'])} | |",
+        "",
+        f"## tomcap-world-gpt2 (`{GPT2_SUBDIR}/`, {size_mb(models_dir / GPT2_SUBDIR / 'model.safetensors'):.1f} MiB)",
+        "",
+        "Load: `AutoModelForCausalLM.from_pretrained(dir)`, `AutoTokenizer.from_pretrained(dir)` (byte-level BPE",
+        "trained with `tokenizers`, `<|endoftext|>` = bos/eos/pad). Training text: `<|endoftext|> caption <|endoftext|>`.",
+        "", "Model config:", "", "```json", gcfg, "```", "",
+        "Training config:", "", "```json", json.dumps(grec["train_config"], indent=2), "```", "",
+        f"- device: {grec['device']}; training time: {grec['train_seconds']:.0f} s; parameters: {grec['n_parameters']}",
+        f"- data: {grec['n_world_captions']} world captions + {grec['n_real_captions']} real captions "
+        f"({grec['real_captions_file']}, sha256 {grec['real_captions_sha256']}); {grec['n_tokens']} tokens; "
+        f"vocab {grec['vocab_size']}",
+        f"- held-out perplexity on {gm['heldout_captions']} world test-split captions ({gm['heldout_scenes']} scenes, "
+        f"never trained on): **{gm['heldout_perplexity']:.3f}**",
+        "",
+        f"Weights sha256 (first 16 hex): CLIP `{cm['weights_sha256']}`, GPT-2 `{gm['weights_sha256']}`.",
+        "",
+    ]
+    card = models_dir / CARD_FILE
+    card.write_text("\n".join(lines), encoding="utf-8")
+    return card
+
+
+def load_world_clip(weights: Path | None = None, device: str | torch.device | None = None):
+    """The shipped world CLIP (or ``weights``) as a :class:`tomcap.clip.LoadedClip`."""
+    from . import WORLD_CLIP_WEIGHTS
+
+    return load_clip(ClipTrainConfig().model_name, pretrained=str(weights or WORLD_CLIP_WEIGHTS), device=device)

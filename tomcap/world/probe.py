@@ -1,0 +1,133 @@
+"""Re-measure the shipped models' numbers: CLIP zero-shot attributes, retrieval, modality gap; GPT-2 perplexity.
+
+Everything here is computed on the held-out test stream of a :class:`WorldConfig` (regenerated
+from its seed, pixel-identical to the PNG files ``generate_world`` writes), so the model cards'
+numbers can be re-measured on any machine with ``tomcap world probe``.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .captions import canonical_caption, scene_captions
+from .config import WorldConfig
+from .render import render_batch
+from .scenes import COLORS, COLS, ROWS, SHAPES, SIZES, Scene
+from .splits import test_scenes
+
+ENCODE_BATCH = 256
+ZERO_SHOT_ATTRIBUTES = ("color", "shape", "size", "position")
+
+
+def image_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> normalised float [N, 3, H, W], as open_clip's preprocess does for H = image_size."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def preprocess_stats(model: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalisation mean and std of an open_clip model (the values its ``preprocess`` uses)."""
+    import open_clip
+
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    return tuple(cfg["mean"]), tuple(cfg["std"])
+
+
+@torch.no_grad()
+def encode_images(model: Any, images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """L2-normalised image embeddings [N, D] of uint8 images [N, H, W, 3]."""
+    mean, std = preprocess_stats(model)
+    out = []
+    for i in range(0, len(images), ENCODE_BATCH):
+        x = image_tensor(images[i:i + ENCODE_BATCH], mean, std).to(device)
+        out.append(torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_texts(model: Any, tokenizer: Any, texts: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
+    """L2-normalised text embeddings [N, D]."""
+    out = []
+    for i in range(0, len(texts), ENCODE_BATCH):
+        tok = tokenizer(texts[i:i + ENCODE_BATCH]).to(device)
+        out.append(torch.nn.functional.normalize(model.encode_text(tok).float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def modality_gap(img: torch.Tensor, txt: torch.Tensor) -> float:
+    """Centroid distance ||mean(img) - mean(txt)|| of L2-normalised embeddings (Liang et al. 2022)."""
+    return float((img.mean(0) - txt.mean(0)).norm())
+
+
+def zero_shot_single(model: Any, tokenizer: Any, scenes: list[Scene], image_size: int,
+                     device: torch.device | str = "cpu") -> dict[str, float]:
+    """Per-attribute accuracy of zero-shot classification of one-object scenes.
+
+    The classes are all size x colour x shape x cell combinations, each prompted by its canonical
+    caption; an image's prediction is its nearest prompt, scored attribute by attribute.
+    """
+    singles = [s for s in scenes if len(s.objects) == 1]
+    if not singles:
+        raise ValueError("no one-object scenes in the sample: raise n_images or single_object_share")
+    classes = list(itertools.product(SIZES, COLORS, SHAPES, range(len(ROWS)), range(len(COLS))))
+    txt = encode_texts(model, tokenizer, [canonical_caption(*c) for c in classes], device)
+    img = encode_images(model, render_batch(singles, image_size), device)
+    pred = (img @ txt.T).argmax(1).tolist()
+    hits = {a: 0 for a in ZERO_SHOT_ATTRIBUTES}
+    for s, p in zip(singles, pred):
+        o, (size, color, shape, r, c) = s.objects[0], classes[p]
+        hits["size"] += size == o.size
+        hits["color"] += color == o.color
+        hits["shape"] += shape == o.shape
+        hits["position"] += (r, c) == (o.row, o.col)
+    return {f"zero_shot_{a}": hits[a] / len(singles) for a in ZERO_SHOT_ATTRIBUTES} | {"n_single": len(singles)}
+
+
+def retrieval(img: torch.Tensor, txt: torch.Tensor, owners: torch.Tensor) -> dict[str, float]:
+    """Recall@1 both ways; ``txt[j]`` describes image ``owners[j]``. img [N, D], txt [M, D], owners [M]."""
+    sim = img @ txt.T
+    i2t = (owners[sim.argmax(1)] == torch.arange(len(img))).float().mean()
+    t2i = (sim.argmax(0) == owners).float().mean()
+    return {"i2t_recall@1": float(i2t), "t2i_recall@1": float(t2i)}
+
+
+def probe_clip(model: Any, tokenizer: Any, world: WorldConfig, n_images: int,
+               device: torch.device | str = "cpu") -> dict[str, float]:
+    """All CLIP numbers of the model card on the first ``n_images`` test scenes."""
+    model.eval()
+    scenes = test_scenes(world, n_images)
+    caps = [scene_captions(s, world.captions_per_image, world.seed, world.relation_share) for s in scenes]
+    texts = [c for cs in caps for c in cs]
+    owners = torch.tensor([i for i, cs in enumerate(caps) for _ in cs])
+    img = encode_images(model, render_batch(scenes, world.image_size), device)
+    txt = encode_texts(model, tokenizer, texts, device)
+    out: dict[str, float] = {"n_images": len(scenes), "n_texts": len(texts)}
+    out |= retrieval(img, txt, owners)
+    out["modality_gap"] = modality_gap(img, txt)
+    out["mean_cos_matched"] = float((img[owners] * txt).sum(1).mean())
+    out |= zero_shot_single(model, tokenizer, scenes, world.image_size, device)
+    return out
+
+
+@torch.no_grad()
+def perplexity(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64,
+               device: torch.device | str = "cpu") -> float:
+    """Token-level perplexity of a causal LM on ``texts`` (each text + eos, padded per batch)."""
+    model.eval()
+    nll, count = 0.0, 0
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer([t + tokenizer.eos_token for t in texts[i:i + batch_size]], return_tensors="pt",
+                        padding=True)
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        tgt, m = ids[:, 1:], mask[:, 1:].bool()
+        loss = torch.nn.functional.cross_entropy(logits[m], tgt[m], reduction="sum")
+        nll += float(loss)
+        count += int(m.sum())
+    return math.exp(nll / count)

@@ -1,0 +1,152 @@
+"""Contrastive training of the tiny world CLIP on generated image-caption pairs (CPU or CUDA).
+
+Pairs are generated on the fly from a per-step seed (single-threaded, so the same seed gives the
+same batches), train scenes whose attribute key occurs in the test split are skipped, and the
+inverse temperature is fixed at a high value (low temperature): Liang et al. (2022, "Mind the
+Gap") show the modality gap of random initialisation then survives training, as in real CLIP.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .captions import scene_captions
+from .config import ClipTrainConfig, WorldConfig
+from .probe import image_tensor, preprocess_stats, probe_clip
+from .splits import test_keys
+from .render import render_batch
+from .scenes import Scene, scene_stream
+
+log = logging.getLogger(__name__)
+
+TRAIN_STREAM = "clip-train"
+PROBE_IMAGES_DURING_TRAINING = 300
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: the weights file and its record (config, timings, metrics)."""
+
+    weights: Path
+    record: dict[str, Any]
+
+
+def record_path(weights: Path) -> Path:
+    """Training record written beside the weights: ``<stem>.record.json``."""
+    return Path(weights).with_name(Path(weights).stem + ".record.json")
+
+
+def set_determinism(seed: int, threads: int) -> None:
+    """Same seed -> same weights on CPU: fixed threads, seeded torch, deterministic kernels."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_clip(name: str, device: torch.device) -> tuple[Any, Any]:
+    """Random-init open_clip model of a registered architecture and its tokenizer."""
+    import open_clip
+
+    from ..clip import register_model_configs
+
+    register_model_configs()
+    model = open_clip.create_model(name, pretrained=None, device=device)
+    return model, open_clip.get_tokenizer(name)
+
+
+def lr_at(step: int, cfg: ClipTrainConfig) -> float:
+    """Linear warmup then cosine decay to zero (pure function of the step, as in nanoGPT)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_batch(step: int, cfg: ClipTrainConfig, world: WorldConfig,
+                excluded: set) -> tuple[list[Scene], list[str]]:
+    """Scenes and one of their captions for a step; test-split scene keys are skipped."""
+    rng = np.random.default_rng([cfg.seed, step])
+    scenes: list[Scene] = []
+    chunk = 0
+    while len(scenes) < cfg.batch_size:
+        cand = scene_stream(cfg.seed, f"{TRAIN_STREAM}-{step}-{chunk}", cfg.batch_size, world.max_objects,
+                            world.single_object_share)
+        scenes += [s for s in cand if s.key() not in excluded][: cfg.batch_size - len(scenes)]
+        chunk += 1
+    caps = [scene_captions(s, world.captions_per_image, world.seed, world.relation_share) for s in scenes]
+    texts = [c[rng.integers(len(c))] for c in caps]
+    return scenes, texts
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices, not biases/norms/embeddings-of-scale; the fixed logit scale is excluded."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path,
+               device: str | torch.device | None = None, probe_every: int = 0) -> TrainResult:
+    """Train from scratch; write fp16 safetensors to ``out_file`` and the training record beside it."""
+    from safetensors.torch import save_file
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    set_determinism(cfg.seed, cfg.threads)
+    model, tokenizer = build_clip(cfg.model_name, dev)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(cfg.logit_scale))
+    model.logit_scale.requires_grad_(False)
+    mean, std = preprocess_stats(model)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    excluded = test_keys(world)
+    image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    history: list[dict[str, float]] = []
+    t0 = time.time()
+    loss_ema = None
+    for step in range(cfg.steps):
+        model.train()
+        scenes, texts = train_batch(step, cfg, world, excluded)
+        images = image_tensor(render_batch(scenes, image_size), mean, std).to(dev)
+        tokens = tokenizer(texts).to(dev)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        img, txt, scale = model(images, tokens)
+        logits = scale * img @ txt.T
+        labels = torch.arange(len(texts), device=dev)
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_val = float(loss.detach())
+        loss_ema = loss_val if loss_ema is None else 0.95 * loss_ema + 0.05 * loss_val
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.info("clip step %d/%d loss %.4f (ema %.4f) lr %.2e %.1fs", step, cfg.steps, loss_val, loss_ema,
+                     lr_at(step, cfg), time.time() - t0)
+            history.append({"step": step, "loss": loss_val, "loss_ema": loss_ema, "seconds": time.time() - t0})
+        if probe_every and step and step % probe_every == 0:
+            metrics = probe_clip(model, tokenizer, world, PROBE_IMAGES_DURING_TRAINING, dev)
+            log.info("clip step %d probe %s", step, json.dumps({k: round(v, 3) for k, v in metrics.items()}))
+    train_seconds = time.time() - t0
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    # fp16 on disk halves the committed size; load_state_dict copies it back into fp32 parameters
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_file), metadata={"model_name": cfg.model_name, "seed": str(cfg.seed)})
+    record = {"model_name": cfg.model_name, "train_config": cfg.model_dump(mode="json"),
+              "world_config": world.model_dump(mode="json"), "device": str(dev),
+              "train_seconds": round(train_seconds, 1), "pairs_seen": cfg.steps * cfg.batch_size,
+              "n_parameters": sum(p.numel() for p in model.parameters()), "history": history}
+    record_path(out_file).write_text(json.dumps(record, indent=2))
+    return TrainResult(weights=out_file, record=record)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.corpus import corpus_task
+from tasks.stages import corpus_task
 from tomcap.artifacts import ArtifactRef
 from tomcap.settings import PipelineConfig
 

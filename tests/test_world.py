@@ -1,0 +1,103 @@
+"""The world generator: determinism, caption/attribute consistency, export formats, CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tomcap.cli.main import main
+from tomcap.world import WorldConfig, generate_world, parse_caption, render_batch, scene_captions, scene_stream
+from tomcap.world.captions import canonical_caption, scene_attributes, true_relations
+from tomcap.world.scenes import COLORS, SHAPES
+from tomcap.world.splits import test_keys as held_out_keys
+from tomcap.world.splits import train_scenes
+
+N = 300
+
+
+def test_same_seed_same_scenes_pixels_and_captions():
+    a, b = scene_stream(3, "train", N), scene_stream(3, "train", N)
+    assert a == b
+    assert np.array_equal(render_batch(a[:50]), render_batch(b[:50]))
+    assert [scene_captions(s) for s in a] == [scene_captions(s) for s in b]
+    assert scene_stream(4, "train", N) != a
+    assert scene_stream(3, "test", N) != a
+
+
+def test_scene_vocabulary_and_layout():
+    scenes = scene_stream(0, "train", 2000)
+    assert len(SHAPES) >= 6 and len(COLORS) >= 8
+    assert {len(s.objects) for s in scenes} == {1, 2, 3}
+    for s in scenes:
+        cells = [(o.row, o.col) for o in s.objects]
+        assert len(set(cells)) == len(cells)
+    assert {o.shape for s in scenes for o in s.objects} == set(SHAPES)
+    assert {o.color for s in scenes for o in s.objects} == set(COLORS)
+    img = render_batch(scenes[:4])
+    assert img.shape == (4, 64, 64, 3) and img.dtype == np.uint8
+
+
+def test_every_caption_names_the_true_attributes():
+    n_relational = 0
+    for s in scene_stream(1, "train", N):
+        caps = scene_captions(s, n=5)
+        assert len(set(caps)) == 5
+        truth = scene_attributes(s)
+        for c in caps:
+            p = parse_caption(c)
+            assert (p.colors, p.shapes, p.sizes) == (truth.colors, truth.shapes, truth.sizes), c
+            assert p.positions <= truth.positions, c
+            if p.positions != truth.positions:
+                # relational caption: two objects, relation really holds between them
+                a, b = s.objects
+                assert len(p.relations) == 1 and p.relations <= set(true_relations(a, b) + true_relations(b, a)), c
+                n_relational += 1
+            if p.background is not None:
+                assert p.background == s.background
+    assert n_relational > 0
+
+
+def test_parser_on_free_text():
+    p = parse_caption("A big violet plus sign in the upper left corner, to the left of a tiny red disk")
+    assert p.colors == {"purple", "red"} and p.shapes == {"cross", "circle"} and p.sizes == {"large", "small"}
+    assert p.positions == {"top left"} and p.relations == {"left of"}
+    assert parse_caption("a man riding a horse").words() == set()
+    assert parse_caption(canonical_caption("small", "blue", "star", 1, 1)).positions == {"middle center"}
+
+
+def test_generate_world_formats_and_disjoint_splits(tmp_path):
+    cfg = WorldConfig(n_train_scenes=400, n_test_images=40)
+    paths = generate_world(tmp_path / "w", cfg)
+    rows = [json.loads(line) for line in paths.corpus_file.read_text().splitlines()]
+    assert rows and all(set(r) == {"caption", "image_id", "split"} for r in rows)
+    coco = json.loads(paths.test_annotations.read_text())
+    assert len(coco["images"]) == 40 and len(coco["annotations"]) == 200
+    assert all((paths.test_images_dir / im["file_name"]).is_file() for im in coco["images"])
+    train_ids = {r["image_id"] for r in rows}
+    assert not train_ids & {im["scene_id"] for im in coco["images"]}
+    assert not {s.key() for s in train_scenes(cfg)} & held_out_keys(cfg)
+    again = generate_world(tmp_path / "w2", cfg)
+    assert again.corpus_file.read_bytes() == paths.corpus_file.read_bytes()
+    first = coco["images"][0]["file_name"]
+    assert (again.test_images_dir / first).read_bytes() == (paths.test_images_dir / first).read_bytes()
+
+
+def test_corpus_stage_reads_the_world_corpus(tmp_path):
+    from tomcap.corpus.config import SourceConfig
+    from tomcap.corpus.readers import read_source
+
+    paths = generate_world(tmp_path / "w", WorldConfig(n_train_scenes=20, n_test_images=5))
+    fmt, lazy = read_source(SourceConfig(path=paths.corpus_file))
+    frame = lazy.collect()
+    assert fmt == "jsonl" and frame.height == len(paths.corpus_file.read_text().splitlines())
+    assert frame["image_id"].null_count() == 0
+
+
+def test_cli_generate_and_bad_out(tmp_path, capsys):
+    assert main(["world", "generate", "--out", str(tmp_path / "w"), "--n-train", "10", "--n-test", "3"]) == 0
+    assert "3 images" in capsys.readouterr().out
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["world", "generate", "--out", str(blocker), "--n-test", "3"]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker) in err and "--out" in err

@@ -206,6 +206,11 @@ def test_sweep_and_generation_artifact(records, tmp_path):
     assert main(["evaluate", "--refs", str(refs), "--results", str(gen.dir), "--out", str(tmp_path / "o"),
                  "--no-meteor"]) == 0
     assert _metrics(tmp_path / "o") == by_name[gen.dir.name]
+    # a quoted glob scores every matching file as one sweep
+    assert main(["evaluate", "--refs", str(refs), "--results", str(tmp_path / "[rw]*.json"), "--out",
+                 str(tmp_path / "g"), "--no-meteor"]) == 0
+    assert {v["name"] for v in json.loads((tmp_path / "g" / "sweep.json").read_text()).values()} == {"results", "worse"}
+    assert "| results |" in (tmp_path / "g" / "report.md").read_text()
 
 
 @NEEDS_JAVA

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .java import java_executable, ptb_tokenize, spice_available
-from .meteor import MeteorPool
+from .meteor import MeteorPool, auto_meteor_workers
 from .ngrams import BLEU_N, RefGroups, RefIndex, bleu, cider, encode
 from .rouge import rouge_l
 
@@ -63,16 +63,18 @@ def _spice(gts: dict, res: dict) -> tuple[float, np.ndarray]:
 
 
 def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool = True,
-                meteor_workers: int = 1) -> list[CocoScores]:
+                meteor_workers: int | None = None) -> list[CocoScores]:
     """COCO metrics of each item; references shared by items are tokenised once.
 
+    ``meteor_workers`` METEOR processes split the scoring (default: ``auto_meteor_workers``).
     ``spice`` asks for SPICE when its CoreNLP jars are present; when they are not, it is skipped
     with one warning and left out of the metrics (never reported as 0).
     """
     java_executable()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    meteor_proc = MeteorPool(meteor_workers) if meteor else None
+    workers = meteor_workers or auto_meteor_workers(len(items))
+    meteor_proc = MeteorPool(workers) if meteor else None
     try:
         return _score(items, meteor_proc, spice, timings, t0)
     finally:

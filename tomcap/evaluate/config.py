@@ -22,7 +22,8 @@ class EvaluateConfig(StageConfig):
     pred_key: str | None = Field(default=None, description="prediction field of paired files (default: detect)")
     id_key: str | None = Field(default=None, description="image id field of paired/list files (default: detect)")
     meteor: bool = True
-    meteor_workers: int = Field(default=1, ge=1, description="METEOR processes sharing the scoring (~1 GB each)")
+    meteor_workers: int | None = Field(default=None, ge=1, description="METEOR processes sharing the scoring "
+                                       "(~1 GB each); default: by CPU count and number of results files")
     spice: bool = Field(default=True, description="compute SPICE when its CoreNLP jars are installed")
     clip_model: str | None = Field(default=None, description="open_clip model for CLIPScore/RefCLIPScore/recall")
     clip_pretrained: str | None = Field(default=None, description="pretrained tag or weights file of clip_model")

@@ -14,6 +14,7 @@ What differs is plumbing:
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import tempfile
 import threading
@@ -123,6 +124,19 @@ class MeteorProcess:
             self._proc.kill()
         self._proc.wait()
         self._stderr.close()
+
+SWEEP_WORKERS = 2
+PARALLEL_LOAD_CPUS = 4
+"""Two processes pay a second table load (~10 CPU-s): worth it for a sweep (scoring dominates), or
+for one file when there are cores to load both tables side by side with the Python metrics."""
+
+
+def auto_meteor_workers(n_files: int, cpus: int | None = None) -> int:
+    """Default number of METEOR processes for ``n_files`` results files on ``cpus`` cores."""
+    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cpus >= PARALLEL_LOAD_CPUS or (n_files > 1 and cpus >= SWEEP_WORKERS):
+        return SWEEP_WORKERS
+    return 1
 
 
 class MeteorPool:

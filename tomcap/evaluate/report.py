@@ -81,7 +81,7 @@ def run_markdown(run: RunResult, samples: int) -> str:
         lines += ["", f"BLEU stats: testlen {stats['testlen']}, reflen {stats['reflen']}, "
                       f"guess {stats['guess']}, correct {stats['correct']}"]
     if "SPICE" not in run.metrics:
-        lines += ["", "SPICE: not computed (the Stanford CoreNLP jars are not installed)."]
+        lines += ["", "SPICE: not computed (switched off, or the Stanford CoreNLP jars it needs are not installed)."]
     rank = run.per_image.get(RANK_METRIC)
     if rank is not None and samples > 0:
         order = np.argsort(-np.asarray(rank), kind="stable")

@@ -115,12 +115,16 @@ def test_tokenizer_matches_stock(records):
 
 @pytest.mark.slow
 @NEEDS_JAVA
-def test_meteor_matches_stock_on_slice(records, tokenized):
-    """Our warm, streamed METEOR process returns stock Meteor's numbers (one jar load ~10 s)."""
+def test_meteor_matches_stock_on_slice(records, tokenized, tmp_path):
+    """Our warm, streamed METEOR returns stock Meteor's numbers, with the full paraphrase table and
+    with the filtered copy that the first run caches."""
     gts, res = tokenized
-    refs = [gts[r["image_name"]] for r in records]
     res_keys, ref_keys, raw_refs, hyps = align(load_results(SLICE), None)
-    out = score_items([EvalItem("slice", res_keys, ref_keys, raw_refs, hyps)], spice=False)[0]
+    items = [EvalItem("slice", res_keys, ref_keys, raw_refs, hyps)]
+    out = score_items(items, spice=False, cache_dir=tmp_path)[0]
+    assert out.timings["meteor_filtered_table"] == 0.0 and len(list(tmp_path.glob("paraphrase-*.gz"))) == 1
+    again = score_items(items, spice=False, cache_dir=tmp_path)[0]
+    assert again.timings["meteor_filtered_table"] == 1.0
     from pycocoevalcap.meteor.meteor import Meteor
 
     stock = Meteor()
@@ -128,8 +132,9 @@ def test_meteor_matches_stock_on_slice(records, tokenized):
         m, m_per = stock.compute_score(gts, res)
     finally:
         del stock
-    assert out.metrics["METEOR"] == m
-    assert out.per_image["METEOR"].tolist() == m_per
+    for o in (out, again):
+        assert o.metrics["METEOR"] == m
+        assert o.per_image["METEOR"].tolist() == m_per
 
 
 # ---------------------------------------------------------------- formats: one code path after loading

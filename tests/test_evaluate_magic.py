@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tomcap.artifacts import load_ref
 from tomcap.cli.main import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("java") is None, reason="java not installed")]
@@ -23,9 +24,16 @@ PUBLISHED_BLEU_STATS = {"testlen": 47153, "reflen": 47168, "guess": [47153, 4217
 
 
 @pytest.fixture(scope="module")
-def magic_out(shared_captions, tmp_path_factory) -> Path:
+def data_dir(tmp_path_factory) -> Path:
+    """Shared by the runs below: the first caches a METEOR table filtered to the references."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def magic_out(shared_captions, tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("magic") / "eval"
-    assert main(["evaluate", "--results", str(shared_captions / MAGIC), "--out", str(out)]) == 0
+    assert main(["evaluate", "--results", str(shared_captions / MAGIC), "--out", str(out),
+                 "--data-dir", str(data_dir)]) == 0
     return out
 
 
@@ -64,7 +72,8 @@ def test_identical_to_stock_pycocoevalcap(magic_out, shared_captions):
     del meteor
 
 
-def test_coco_format_conversion_gives_same_scores(magic_out, shared_captions, tmp_path):
+def test_coco_format_conversion_gives_same_scores(magic_out, shared_captions, tmp_path, data_dir):
+    """Also the run that loads the cached, filtered paraphrase table: its scores must not move."""
     records = json.loads((shared_captions / MAGIC).read_text())
     images, anns, results = [], [], []
     for r in records:
@@ -75,6 +84,10 @@ def test_coco_format_conversion_gives_same_scores(magic_out, shared_captions, tm
     (tmp_path / "refs.json").write_text(json.dumps({"images": images, "annotations": anns}))
     (tmp_path / "res.json").write_text(json.dumps(results))
     out = tmp_path / "coco"
+    assert list((data_dir / "cache" / "meteor").glob("paraphrase-*.gz")), "first run cached no filtered table"
     assert main(["evaluate", "--refs", str(tmp_path / "refs.json"), "--results", str(tmp_path / "res.json"),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    assert load_ref(out).manifest().info["timings"]["meteor_filtered_table"] == 1.0
     assert json.loads((out / "metrics.json").read_text()) == json.loads((magic_out / "metrics.json").read_text())
+    ours = pl.read_parquet(out / "per_image.parquet")["METEOR"].to_numpy()
+    assert np.array_equal(ours, pl.read_parquet(magic_out / "per_image.parquet")["METEOR"].to_numpy())

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves the jar's ~9 s start)")
     p.add_argument("--no-spice", action="store_true", help="skip SPICE even if its jars are installed")
     p.add_argument("--meteor-workers", type=int, default=None, help="METEOR processes (~1 GB each)")
+    p.add_argument("--no-meteor-cache", action="store_true",
+                   help="do not keep a METEOR paraphrase table filtered to these references in <data-dir>/cache")
     p.set_defaults(func=run)
 
 
@@ -62,6 +64,8 @@ def evaluate_config(base: EvaluateConfig, args: argparse.Namespace) -> EvaluateC
         data["results"] = _expand(args.results)
     if args.no_meteor:
         data["meteor"] = False
+    if args.no_meteor_cache:
+        data["meteor_cache"] = False
     if args.no_spice:
         data["spice"] = False
     return validate_config(EvaluateConfig, data, source="tomcap evaluate")
@@ -70,7 +74,10 @@ def evaluate_config(base: EvaluateConfig, args: argparse.Namespace) -> EvaluateC
 def run(args: argparse.Namespace) -> int:
     cfg, data_dir = load_config(args)
     eval_cfg = evaluate_config(cfg.evaluate, args)
-    ref = evaluate_to_dir(eval_cfg, args.out) if args.out is not None else run_evaluate(eval_cfg, data_dir, force=args.force)
+    if args.out is not None:
+        ref = evaluate_to_dir(eval_cfg, args.out, data_dir=data_dir)
+    else:
+        ref = run_evaluate(eval_cfg, data_dir, force=args.force)
     info = ref.manifest().info
     lines = []
     for folder, metrics in info.get("metrics", {}).items():

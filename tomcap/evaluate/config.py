@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from ..config import StageConfig
 from .loading import PairedKeys
 
-_UNKEYED = ("refs", "results", "images", "device", "meteor_workers")
+_UNKEYED = ("refs", "results", "images", "device", "meteor_workers", "meteor_cache")
 """Fields left out of the cache key: file contents enter as upstream fingerprints, the rest is speed."""
 
 
@@ -24,6 +24,8 @@ class EvaluateConfig(StageConfig):
     meteor: bool = True
     meteor_workers: int | None = Field(default=None, ge=1, description="METEOR processes sharing the scoring "
                                        "(~1 GB each); default: by CPU count and number of results files")
+    meteor_cache: bool = Field(default=True, description="keep METEOR paraphrase tables filtered to each reference "
+                               "set under <data_dir>/cache/meteor (same scores; later runs start ~8 s faster)")
     spice: bool = Field(default=True, description="compute SPICE when its CoreNLP jars are installed")
     clip_model: str | None = Field(default=None, description="open_clip model for CLIPScore/RefCLIPScore/recall")
     clip_pretrained: str | None = Field(default=None, description="pretrained tag or weights file of clip_model")

@@ -26,6 +26,7 @@ from .report import RunResult, write_run, write_sweep
 log = logging.getLogger(__name__)
 
 SPEC = StageSpec(name="evaluate", version="1", modules=("tomcap.evaluate",))
+METEOR_CACHE_SUBDIR = Path("cache") / "meteor"
 
 
 def _results_inputs(config: EvaluateConfig, generate: ArtifactRef | None) -> list[Path]:
@@ -67,7 +68,12 @@ def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None =
     return up
 
 
-def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path) -> BuildOutput:
+def meteor_cache_dir(config: EvaluateConfig, data_dir: Path | None) -> Path | None:
+    """Where filtered METEOR paraphrase tables are kept (None: do not keep them)."""
+    return Path(data_dir) / METEOR_CACHE_SUBDIR if config.meteor_cache and data_dir is not None else None
+
+
+def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data_dir: Path | None) -> BuildOutput:
     t0 = time.perf_counter()
     keys = config.paired_keys
     refs = load_references(config.refs, keys) if config.refs is not None else None
@@ -78,7 +84,8 @@ def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path) -> B
         items.append(EvalItem(name=res.name, keys=res_keys, ref_keys=ref_keys, refs=gts, hyps=hyps))
         sources.append(res.source)
     t_load = time.perf_counter() - t0
-    scored = score_items(items, meteor=config.meteor, spice=config.spice, meteor_workers=config.meteor_workers)
+    scored = score_items(items, meteor=config.meteor, spice=config.spice, meteor_workers=config.meteor_workers,
+                         cache_dir=meteor_cache_dir(config, data_dir))
     clip = None
     if config.clip_model is not None:
         from ..clip import load_clip
@@ -115,14 +122,16 @@ def run_evaluate(config: EvaluateConfig, data_dir: Path, generate: ArtifactRef |
                  force: bool = False) -> ArtifactRef:
     """Stage protocol: the evaluation artifact in ``data_dir``'s store (cached by key)."""
     return ArtifactStore(data_dir).build(SPEC, config, upstream_fingerprints(config, generate),
-                                         lambda tmp: _build(config, generate, tmp), force=force)
+                                         lambda tmp: _build(config, generate, tmp, data_dir), force=force)
 
 
-def evaluate_to_dir(config: EvaluateConfig, out: Path, generate: ArtifactRef | None = None) -> ArtifactRef:
+def evaluate_to_dir(config: EvaluateConfig, out: Path, generate: ArtifactRef | None = None,
+                    data_dir: Path | None = None) -> ArtifactRef:
     """Write the evaluation artifact (with its manifest) at ``out``, replacing an earlier evaluation there.
 
     The folder is built by the artifact store under a temp root beside ``out`` and renamed into
     place, so a failure leaves nothing at ``out`` (and an earlier evaluation there untouched).
+    ``data_dir`` only hosts caches (filtered METEOR tables); None keeps none.
     """
     out = Path(out).resolve()
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_NAME).is_file())):
@@ -134,7 +143,7 @@ def evaluate_to_dir(config: EvaluateConfig, out: Path, generate: ArtifactRef | N
     tmp_root = out.parent / f"{TMP_PREFIX}{out.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
         built = ArtifactStore(tmp_root).build(SPEC, config, upstream_fingerprints(config, generate),
-                                              lambda tmp: _build(config, generate, tmp), force=True)
+                                              lambda tmp: _build(config, generate, tmp, data_dir), force=True)
         if out.exists():
             trash = out.parent / f"{TRASH_PREFIX}{out.name}-{uuid.uuid4().hex[:6]}"
             out.rename(trash)

@@ -28,3 +28,6 @@ HASH_CHUNK_BYTES = 1 << 20
 SHARED_CAPTIONS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "captions"
 """Real caption annotations kept beside the checkout (../shared/data/captions), used by the demo and benchmarks."""
 DEMO_CORPUS_FILE = SHARED_CAPTIONS_DIR / "karpathy" / "coco_karpathy_test.json"
+
+CORPUS_UPDATED_EVENT = "tomcap.corpus.updated"
+"""Prefect event that triggers the 'retrain' deployment (emitted by `tomcap corpus --emit-event` and `tomcap watch`)."""

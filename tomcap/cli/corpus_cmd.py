@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..config import validate_config
+from ..artifacts import file_sha256
 from ..corpus import CorpusConfig, SourceConfig, run_corpus
 from ..corpus.config import FORMATS
 from .common import add_stage_args, load_config, report
@@ -16,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", type=Path, action="append", default=[],
                    help="caption file to add as a source (repeatable; format auto-detected)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="format of the --source files")
+    p.add_argument("--emit-event", action="store_true",
+                   help="emit a tomcap.corpus.updated Prefect event per source (triggers the 'retrain' deployment)")
     p.set_defaults(func=run)
 
 
@@ -35,5 +38,10 @@ def run(args: argparse.Namespace) -> int:
     ref = run_corpus(corpus_cfg, data_dir, force=args.force)
     per_source = ref.manifest().rows.get("per_source", {})
     lines = [f"{name}: {c['rows_in']} in -> {c['rows_out']} out" for name, c in per_source.items()]
+    if args.emit_event:
+        from tasks.events import emit_corpus_updated  # Prefect only when asked to talk to it
+
+        for src in corpus_cfg.sources:
+            emit_corpus_updated(Path(src.path), file_sha256(Path(src.path)))
     report(ref, args, lines)
     return 0

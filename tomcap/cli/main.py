@@ -12,6 +12,7 @@ from ..errors import TomcapError
 COMMAND_MODULES = (
     "tomcap.cli.corpus_cmd",
     "tomcap.cli.demo_cmd",
+    "tomcap.cli.watch_cmd",
     "tomcap.cli.world_cmd",
     "tomcap.cli.evaluate_cmd",
 )

@@ -38,7 +38,7 @@ class ClipTrainConfig(StageConfig):
 
     model_name: str = "tomcap-world-clip"
     seed: int = 0
-    steps: int = Field(default=1000, ge=1)
+    steps: int = Field(default=1500, ge=1)
     batch_size: int = Field(default=128, ge=2)
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=0.05, ge=0)
@@ -46,26 +46,32 @@ class ClipTrainConfig(StageConfig):
     logit_scale: float = Field(default=100.0, gt=0,
                                description="fixed (not learned) inverse temperature; a low temperature keeps a "
                                            "realistic modality gap (Liang et al. 2022)")
-    threads: int = Field(default=2, ge=1, description="torch CPU threads")
-    log_every: int = Field(default=50, ge=1)
+    hard_negative_share: float = Field(default=0.5, ge=0.0, lt=1.0,
+                                       description="share of each batch that are one-attribute twins of other scenes")
+    gap_target: float = Field(default=0.8, ge=0.0, le=2.0,
+                              description="centroid distance kept by a hinge penalty (real CLIP on COCO: ~0.8)")
+    gap_weight: float = Field(default=10.0, ge=0.0, description="weight of the gap hinge; 0 disables it")
+    threads: int = Field(default=1, ge=1, description="torch CPU threads; 1 is fastest on a shared 2-core machine "
+                                                      "(two threads wait on each other when a core is taken)")
+    log_every: int = Field(default=25, ge=1)
 
 
 class Gpt2TrainConfig(StageConfig):
     """Language-model pretraining of the tiny world GPT-2 with its own byte-level BPE tokenizer."""
 
     seed: int = 0
-    vocab_size: int = Field(default=4096, ge=300)
-    n_layer: int = Field(default=4, ge=1)
+    vocab_size: int = Field(default=2048, ge=300)
+    n_layer: int = Field(default=3, ge=1)
     n_head: int = Field(default=4, ge=1)
-    n_embd: int = Field(default=128, ge=16)
+    n_embd: int = Field(default=96, ge=16)
     n_positions: int = Field(default=64, ge=16)
-    steps: int = Field(default=1000, ge=1)
-    batch_size: int = Field(default=64, ge=1)
+    steps: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=2e-3, gt=0)
     warmup_steps: int = Field(default=100, ge=0)
     n_train_scenes: int = Field(default=20_000, ge=1, description="world scenes whose captions form the LM corpus")
     n_heldout_scenes: int = Field(default=500, ge=1, description="held-out world scenes for perplexity")
     real_captions_max: int = Field(default=20_000, ge=0,
                                    description="real captions (../shared/data/captions Karpathy val) mixed in, if present")
-    threads: int = Field(default=2, ge=1)
+    threads: int = Field(default=1, ge=1, description="torch CPU threads (see ClipTrainConfig.threads)")
     log_every: int = Field(default=100, ge=1)

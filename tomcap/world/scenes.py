@@ -112,3 +112,36 @@ def scene_stream(seed: int, stream: str, n: int, max_objects: int = 3,
 def _stream_code(stream: str) -> int:
     # A stable integer from the whole name (Python's hash() is salted per process).
     return int.from_bytes(hashlib.sha256(stream.encode("utf-8")).digest()[:8], "little")
+
+
+MUTABLE_ATTRIBUTES = ("shape", "color", "size", "position")
+
+
+def mutate_scene(scene: Scene, rng: np.random.Generator, scene_id: str) -> Scene:
+    """A hard negative of ``scene``: one attribute of one object changed (shape, colour, size or cell).
+
+    The twin keeps everything else, so a contrastive batch holding both forces the model to tell
+    exactly that attribute apart. Colour/shape changes keep (colour, shape) pairs unique.
+    """
+    objs = list(scene.objects)
+    i = int(rng.integers(len(objs)))
+    o = objs[i]
+    attr = MUTABLE_ATTRIBUTES[rng.integers(len(MUTABLE_ATTRIBUTES))]
+    taken_cells = {(p.row, p.col) for p in objs}
+    taken_pairs = {(p.color, p.shape) for j, p in enumerate(objs) if j != i}
+    if attr == "position" and len(taken_cells) < GRID * GRID:
+        free = [c for c in range(GRID * GRID) if divmod(c, GRID) not in taken_cells]
+        row, col = divmod(free[rng.integers(len(free))], GRID)
+        new = SceneObject(o.shape, o.color, o.size, row, col, o.jitter)
+    elif attr == "size":
+        new = SceneObject(o.shape, o.color, SIZES[1 - SIZES.index(o.size)], o.row, o.col, o.jitter)
+    elif attr == "color":
+        options = [c for c in COLORS if c != o.color and (c, o.shape) not in taken_pairs]
+        new = SceneObject(o.shape, options[rng.integers(len(options))], o.size, o.row, o.col, o.jitter)
+    else:
+        options = [s for s in SHAPES if s != o.shape and (o.color, s) not in taken_pairs]
+        new = SceneObject(options[rng.integers(len(options))], o.color, o.size, o.row, o.col, o.jitter)
+    objs[i] = new
+    # keep the row-major object order that captions and keys rely on
+    objs.sort(key=lambda p: (p.row, p.col))
+    return Scene(scene_id=scene_id, background=scene.background, objects=tuple(objs))

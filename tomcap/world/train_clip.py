@@ -7,12 +7,14 @@ Gap") show the modality gap of random initialisation then survives training, as 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from .config import ClipTrainConfig, WorldConfig
 from .probe import image_tensor, preprocess_stats, probe_clip
 from .splits import test_keys
 from .render import render_batch
-from .scenes import Scene, scene_stream
+from .scenes import Scene, mutate_scene, scene_stream
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,25 @@ def record_path(weights: Path) -> Path:
     return Path(weights).with_name(Path(weights).stem + ".record.json")
 
 
-def set_determinism(seed: int, threads: int) -> None:
-    """Same seed -> same weights on CPU: fixed threads, seeded torch, deterministic kernels."""
+@contextlib.contextmanager
+def determinism(seed: int, threads: int) -> Iterator[None]:
+    """Same seed -> same weights on CPU: fixed threads, seeded torch, deterministic kernels.
+
+    The process-wide torch settings are restored on exit, so training inside a larger process
+    (a test session, a flow) leaves its thread count and kernels as they were.
+    """
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # tiny weights otherwise hit slow denormal arithmetic on CPU
     torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.set_flush_denormal(False)
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
 
 
 def build_clip(name: str, device: torch.device) -> tuple[Any, Any]:
@@ -73,15 +89,27 @@ def lr_at(step: int, cfg: ClipTrainConfig) -> float:
 
 def train_batch(step: int, cfg: ClipTrainConfig, world: WorldConfig,
                 excluded: set) -> tuple[list[Scene], list[str]]:
-    """Scenes and one of their captions for a step; test-split scene keys are skipped."""
+    """Scenes and one of their captions for a step; test-split scene keys are skipped.
+
+    The last ``hard_negative_share`` of the batch are hard negatives: twins of the first scenes
+    with one attribute of one object changed.
+    """
     rng = np.random.default_rng([cfg.seed, step])
+    n_twins = int(cfg.batch_size * cfg.hard_negative_share)
+    n_base = cfg.batch_size - n_twins
     scenes: list[Scene] = []
     chunk = 0
-    while len(scenes) < cfg.batch_size:
-        cand = scene_stream(cfg.seed, f"{TRAIN_STREAM}-{step}-{chunk}", cfg.batch_size, world.max_objects,
+    while len(scenes) < n_base:
+        cand = scene_stream(cfg.seed, f"{TRAIN_STREAM}-{step}-{chunk}", n_base, world.max_objects,
                             world.single_object_share)
-        scenes += [s for s in cand if s.key() not in excluded][: cfg.batch_size - len(scenes)]
+        scenes += [s for s in cand if s.key() not in excluded][: n_base - len(scenes)]
         chunk += 1
+    i = 0
+    while len(scenes) < cfg.batch_size:
+        twin = mutate_scene(scenes[i % n_base], rng, f"{scenes[i % n_base].scene_id}-twin{i}")
+        if twin.key() not in excluded:
+            scenes.append(twin)
+        i += 1
     caps = [scene_captions(s, world.captions_per_image, world.seed, world.relation_share) for s in scenes]
     texts = [c[rng.integers(len(c))] for c in caps]
     return scenes, texts
@@ -100,10 +128,15 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 def train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path,
                device: str | torch.device | None = None, probe_every: int = 0) -> TrainResult:
     """Train from scratch; write fp16 safetensors to ``out_file`` and the training record beside it."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with determinism(cfg.seed, cfg.threads):
+        return _train_clip(cfg, world, Path(out_file), dev, probe_every)
+
+
+def _train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path, dev: torch.device,
+                probe_every: int) -> TrainResult:
     from safetensors.torch import save_file
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    set_determinism(cfg.seed, cfg.threads)
     model, tokenizer = build_clip(cfg.model_name, dev)
     with torch.no_grad():
         model.logit_scale.fill_(math.log(cfg.logit_scale))
@@ -126,15 +159,20 @@ def train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path,
         logits = scale * img @ txt.T
         labels = torch.arange(len(texts), device=dev)
         loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        # Hinge on the batch centroid distance: contrastive loss barely depends on the gap (Liang et
+        # al. 2022), so this holds it near real CLIP's instead of letting short training erode it.
+        gap = (img.mean(0) - txt.mean(0)).norm()
+        loss = loss + cfg.gap_weight * F.relu(cfg.gap_target - gap) ** 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         loss_val = float(loss.detach())
         loss_ema = loss_val if loss_ema is None else 0.95 * loss_ema + 0.05 * loss_val
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            log.info("clip step %d/%d loss %.4f (ema %.4f) lr %.2e %.1fs", step, cfg.steps, loss_val, loss_ema,
-                     lr_at(step, cfg), time.time() - t0)
-            history.append({"step": step, "loss": loss_val, "loss_ema": loss_ema, "seconds": time.time() - t0})
+            log.info("clip step %d/%d loss %.4f (ema %.4f) batch gap %.3f lr %.2e %.1fs", step, cfg.steps, loss_val,
+                     loss_ema, float(gap.detach()), lr_at(step, cfg), time.time() - t0)
+            history.append({"step": step, "loss": loss_val, "loss_ema": loss_ema, "batch_gap": float(gap.detach()),
+                            "seconds": time.time() - t0})
         if probe_every and step and step % probe_every == 0:
             metrics = probe_clip(model, tokenizer, world, PROBE_IMAGES_DURING_TRAINING, dev)
             log.info("clip step %d probe %s", step, json.dumps({k: round(v, 3) for k, v in metrics.items()}))

@@ -24,7 +24,7 @@ from .config import Gpt2TrainConfig, WorldConfig
 from .probe import perplexity
 from .splits import test_keys, test_scenes
 from .scenes import scene_stream
-from .train_clip import set_determinism
+from .train_clip import determinism
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,15 @@ def batch_tensors(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 def train_gpt2(cfg: Gpt2TrainConfig, world: WorldConfig, out_dir: Path, real_captions: Path | None = None,
                device: str | torch.device | None = None) -> dict[str, Any]:
     """Train tokenizer + model from scratch, save both into ``out_dir``, return the training record."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with determinism(cfg.seed, cfg.threads):
+        return _train_gpt2(cfg, world, Path(out_dir), real_captions, dev)
+
+
+def _train_gpt2(cfg: Gpt2TrainConfig, world: WorldConfig, out_dir: Path, real_captions: Path | None,
+                dev: torch.device) -> dict[str, Any]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    set_determinism(cfg.seed, cfg.threads)
     world_train, heldout = world_texts(cfg, world)
     real = real_texts(real_captions, cfg.real_captions_max)
     texts = world_train + real

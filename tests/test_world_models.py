@@ -1,0 +1,86 @@
+"""World models: 1-step miniatures of both trainers (keeps the scripts alive), loading, probe, shipped files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tomcap.cli.main import main
+from tomcap.clip import load_clip
+from tomcap.world import WORLD_CLIP_NAME, WORLD_CLIP_WEIGHTS, WORLD_GPT2_DIR, WorldConfig
+from tomcap.world.config import ClipTrainConfig, Gpt2TrainConfig
+from tomcap.world.probe import modality_gap, probe_clip
+from tomcap.world.train_clip import record_path, train_clip
+from tomcap.world.train_gpt2 import train_gpt2
+
+SHIPPED_MAX_BYTES = 20 * 2**20
+TINY_WORLD = WorldConfig(n_train_scenes=50, n_test_images=30)
+
+
+def test_one_step_clip_trains_saves_and_loads(tmp_path):
+    cfg = ClipTrainConfig(steps=1, batch_size=4, warmup_steps=0)
+    out = train_clip(cfg, TINY_WORLD, tmp_path / "clip.safetensors", device="cpu")
+    assert out.weights.is_file() and record_path(out.weights).is_file()
+    clip = load_clip(WORLD_CLIP_NAME, pretrained=str(out.weights), device="cpu")
+    assert clip.embed_dim == 128
+    assert float(clip.model.logit_scale.exp()) == pytest.approx(cfg.logit_scale, rel=1e-2)
+    metrics = probe_clip(clip.model, clip.tokenizer, TINY_WORLD, n_images=10)
+    assert metrics["n_texts"] == 50 and 0.0 <= metrics["zero_shot_color"] <= 1.0
+
+
+def test_same_seed_same_clip_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = ClipTrainConfig(steps=1, batch_size=4, warmup_steps=0)
+    a = load_file(str(train_clip(cfg, TINY_WORLD, tmp_path / "a.safetensors", device="cpu").weights))
+    b = load_file(str(train_clip(cfg, TINY_WORLD, tmp_path / "b.safetensors", device="cpu").weights))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_one_step_gpt2_loads_like_gpt2(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = Gpt2TrainConfig(steps=1, batch_size=4, warmup_steps=0, vocab_size=400, n_layer=1, n_embd=32, n_head=2,
+                          n_train_scenes=30, n_heldout_scenes=5, real_captions_max=0)
+    record = train_gpt2(cfg, TINY_WORLD, tmp_path / "gpt2", device="cpu")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "gpt2")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2")
+    assert (tmp_path / "gpt2" / "tokenizer.json").is_file() and (tmp_path / "gpt2" / "model.safetensors").is_file()
+    assert tok.eos_token == tok.pad_token == "<|endoftext|>" and model.config.eos_token_id == tok.eos_token_id
+    ids = tok("a small red circle in the center", return_tensors="pt")["input_ids"]
+    assert tok.decode(ids[0]) == "a small red circle in the center"
+    assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tok))
+    assert record["heldout_perplexity"] > 1.0
+
+
+def test_modality_gap_is_centroid_distance():
+    img = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.1]]), dim=-1)
+    assert modality_gap(img, img) == pytest.approx(0.0)
+    assert modality_gap(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])) == pytest.approx(2**0.5)
+
+
+shipped = pytest.mark.skipif(not WORLD_CLIP_WEIGHTS.is_file() or not (WORLD_GPT2_DIR / "model.safetensors").is_file(),
+                             reason="shipped world models not built yet")
+
+
+@shipped
+def test_shipped_models_fit_the_size_budget():
+    total = WORLD_CLIP_WEIGHTS.stat().st_size + (WORLD_GPT2_DIR / "model.safetensors").stat().st_size
+    assert total <= SHIPPED_MAX_BYTES
+
+
+@shipped
+def test_probe_cli_on_shipped_models(capsys):
+    assert main(["world", "probe", "--n-images", "60", "--gpt2-heldout-scenes", "20", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    clip, gpt2 = metrics["clip"], metrics["gpt2"]
+    assert clip["n_images"] == 60 and clip["zero_shot_color"] > 0.5
+    assert clip["modality_gap"] > 0.3  # the gap the pipeline corrects must be there
+    assert 1.0 < gpt2["heldout_perplexity"] < 20.0
+
+
+def test_probe_cli_missing_models_is_a_clear_error(tmp_path, capsys):
+    assert main(["world", "probe", "--models-dir", str(tmp_path), "--n-images", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "tomcap-world-clip.safetensors" in err and "build-models" in err

@@ -92,7 +92,7 @@ def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool =
     key = cache_key(s for r in ref_lists for s in r) if cache is not None else ""
     table = cache.lookup(key) if cache is not None else None
     timings["meteor_filtered_table"] = float(table is not None)
-    workers = meteor_workers or auto_meteor_workers(len(items))
+    workers = meteor_workers or auto_meteor_workers(len(items), filtered_table=table is not None)
     meteor_proc = MeteorPool(workers, paraphrase=table) if meteor else None
     build: FilterBuild | None = None
 

@@ -131,14 +131,16 @@ class MeteorProcess:
 
 SWEEP_WORKERS = 2
 PARALLEL_LOAD_CPUS = 4
-"""Two processes pay a second table load (~10 CPU-s): worth it for a sweep (scoring dominates), or
-for one file when there are cores to load both tables side by side with the Python metrics."""
+"""Two processes pay a second table load (~10 CPU-s with the full table, ~1 with a filtered one):
+worth it for a sweep (scoring dominates), with a filtered table, or for one file when there are
+cores to load both full tables side by side with the Python metrics."""
 
 
-def auto_meteor_workers(n_files: int, cpus: int | None = None) -> int:
+def auto_meteor_workers(n_files: int, filtered_table: bool = False, cpus: int | None = None) -> int:
     """Default number of METEOR processes for ``n_files`` results files on ``cpus`` cores."""
-    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cpus >= PARALLEL_LOAD_CPUS or (n_files > 1 and cpus >= SWEEP_WORKERS):
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cpus >= PARALLEL_LOAD_CPUS or (cpus >= SWEEP_WORKERS and (n_files > 1 or filtered_table)):
         return SWEEP_WORKERS
     return 1
 

@@ -88,10 +88,6 @@ class RefGroups:
     start: np.ndarray  # (I,) int64 index of its first reference sentence in the tables
     size: np.ndarray  # (I,) int64 number of references
 
-    @property
-    def image_of_sentence(self) -> dict[int, int]:
-        return {int(s) + j: i for i, (s, m) in enumerate(zip(self.start, self.size)) for j in range(int(m))}
-
 
 class RefIndex:
     """What BLEU and CIDEr need from the references, computed once per run (shared by a sweep)."""

@@ -1,0 +1,162 @@
+"""The adaptor on a tiny random-init GPT-2: trainable set, LoRA placement, prompts, conditions, checkpoints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tomcap.cli.main import main
+from tomcap.errors import ConfigError
+from tomcap.model import (IGNORE_INDEX, AdaptorConfig, build_adaptor, load_adaptor, load_optimizer_state,
+                          load_weights, save_checkpoint)
+from tomcap.model.tiny import make_random_gpt2
+
+TEXTS = [f"a {c} {s} next to a {c2} {s2}" for c in ("red", "blue", "green") for s in ("cube", "ball", "cone")
+         for c2 in ("small", "big") for s2 in ("tree", "house")] * 4
+CLIP_DIM = 16
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    return make_random_gpt2(tmp_path_factory.mktemp("gpt2"), TEXTS)
+
+
+@pytest.fixture()
+def cfg(gpt2_dir):
+    return AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM, k=2, lora_rank=4)
+
+
+def test_trainable_set_and_lora_placement(cfg):
+    model = build_adaptor(cfg)
+    trainable = model.trainable_named_parameters()
+    lora = [n for n in trainable if "lora_" in n]
+    assert lora and all(".attn.c_attn." in n for n in lora), lora
+    assert not any("crossattention" in n for n, _ in model.named_modules() if "lora" in n)
+    cross = {n: p for n, p in model.named_parameters() if "crossattention" in n or "ln_cross_attn" in n}
+    assert cross and all(p.requires_grad for p in cross.values())
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert any(".attn.c_attn.base_layer.weight" in n for n in frozen)
+    assert any("wte" in n for n in frozen) and any(".mlp." in n for n in frozen)
+    assert {"proj.weight", "proj.bias", "role", "null"} <= set(trainable)
+    c = model.param_counts()
+    assert 0 < c.trainable < c.total
+
+
+def test_lora_on_c_proj_stays_in_self_attention(gpt2_dir):
+    model = build_adaptor(AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM, lora_targets=("c_attn", "c_proj")))
+    lora = [n for n in model.trainable_named_parameters() if "lora_A" in n]
+    assert any(".attn.c_proj." in n for n in lora)
+    assert not any(".mlp." in n or "crossattention" in n for n in lora)
+
+
+def test_rslora_scaling(cfg):
+    model = build_adaptor(cfg)
+    layer = model.decoder.transformer.h[0].attn.c_attn
+    assert layer.scaling["default"] == pytest.approx(cfg.lora_alpha / cfg.lora_rank ** 0.5)
+
+
+def test_prompt_template_and_budget(cfg):
+    model = build_adaptor(cfg)
+    assert model.prompt_text(["a red cube.", "a blue ball"]) == \
+        "Similar images show: a red cube. a blue ball. This image shows:"
+    assert model.prompt_text(None) == model.prompt_text([]) == "This image shows:"
+    full = model.prompt_ids(["a red cube", "a blue ball"])
+    assert full[0] == model.eos_id
+    short = model.prompt_ids(["a red cube", "a blue ball"], budget=len(full) - 1)
+    assert short == model.prompt_ids(["a red cube"])
+    ids, labels = model.example_ids(["a red cube"], "a green cone")
+    n_prompt = len(model.prompt_ids(["a red cube"]))
+    assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert ids[n_prompt:] == labels[n_prompt:] == model.target_ids("a green cone")
+    assert labels[-1] == model.eos_id
+    assert model.decode(model.target_ids("a green cone")) == "a green cone"
+
+
+def test_example_fits_max_length(gpt2_dir):
+    model = build_adaptor(AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM, max_length=24))
+    ids, labels = model.example_ids(["a red cube next to a big tree"] * 5, "a green cone next to a small house")
+    assert len(ids) == len(labels) <= 24
+    assert sum(1 for x in labels if x != IGNORE_INDEX) > 0
+
+
+def test_condition_states_and_null_path(cfg):
+    model = build_adaptor(cfg).eval()
+    emb = torch.randn(3, 1 + cfg.k, CLIP_DIM)
+    states, mask = model.condition_states(emb, keep=torch.tensor([True, False, True]))
+    assert states.shape == (3, 1 + cfg.k, model.d_model)
+    assert torch.equal(states[1, 0], model.null_states()[0])
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 1]]
+    assert torch.allclose(states[0], model.project(emb[:1])[0], atol=1e-6)
+    ids = torch.tensor([model.prompt_ids(None)])
+    with torch.no_grad():
+        a = model(ids, condition=None).logits
+        b = model(ids, encoder_hidden_states=model.null_states()[None]).logits
+        c = model(ids, condition=emb[:1]).logits
+    assert torch.allclose(a, b) and not torch.allclose(a, c)
+    with pytest.raises(ConfigError, match="dim"):
+        model.project(torch.randn(1, 2, CLIP_DIM + 1))
+
+
+def test_incremental_forward_matches_full(cfg):
+    """The call tomcap.generate.streams makes: prompt, then one token with the KV cache."""
+    model = build_adaptor(cfg).eval()
+    enc = model.project(torch.randn(1, 1 + cfg.k, CLIP_DIM))
+    ids = torch.tensor([model.prompt_ids(["a red cube"]) + model.target_ids("a blue ball")[:3]])
+    with torch.no_grad():
+        full = model.decoder(input_ids=ids, encoder_hidden_states=enc).logits[:, -1]
+        first = model.decoder(input_ids=ids[:, :-1], encoder_hidden_states=enc, use_cache=True)
+        step = model.decoder(input_ids=ids[:, -1:], encoder_hidden_states=enc, past_key_values=first.past_key_values,
+                             use_cache=True).logits[:, -1]
+    assert torch.allclose(full, step, atol=1e-5)
+
+
+def _step(model, opt, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # GPT-2's dropout draws from the global generator
+    ids = torch.tensor([model.example_ids(["a red cube"], "a blue ball")[0]])
+    cond = torch.randn(1, 1 + model.config.k, CLIP_DIM, generator=gen)
+    loss = model(ids, condition=cond).logits.float().pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+
+
+def test_checkpoint_round_trip(cfg, tmp_path):
+    """Weights and AdamW moments survive save/load: one more step on both sides gives equal weights."""
+    model = build_adaptor(cfg)
+    opt = torch.optim.AdamW(model.trainable_named_parameters().values(), lr=1e-2)
+    _step(model, opt, seed=1)
+    save_checkpoint(tmp_path / "ck", model, step=1, optimizer=opt, train_config={"lr": 1e-2})
+    assert sorted(f.name for f in (tmp_path / "ck").iterdir()) == \
+        ["adaptor.safetensors", "checkpoint.json", "optimizer.safetensors"]
+    loaded = load_adaptor(tmp_path / "ck").train()
+    for n, p in model.trainable_named_parameters().items():
+        assert torch.equal(p, loaded.trainable_named_parameters()[n]), n
+    opt2 = torch.optim.AdamW(loaded.trainable_named_parameters().values(), lr=0.5)
+    load_optimizer_state(opt2, loaded, tmp_path / "ck")
+    assert opt2.param_groups[0]["lr"] == 1e-2
+    _step(model, opt, seed=2)
+    _step(loaded, opt2, seed=2)
+    for n, p in model.trainable_named_parameters().items():
+        assert torch.allclose(p, loaded.trainable_named_parameters()[n], atol=1e-6), n
+
+
+def test_mismatched_checkpoint_is_rejected(cfg, gpt2_dir, tmp_path):
+    model = build_adaptor(cfg)
+    save_checkpoint(tmp_path / "ck", model, step=0)
+    other = build_adaptor(AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM + 4, k=2, lora_rank=4))
+    with pytest.raises(ConfigError, match="clip_dim") as err:
+        load_weights(other, tmp_path / "ck")
+    assert "checkpoint.json" in str(err.value)
+    # A hand-edited config whose weights no longer fit: names the weights file.
+    meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
+    meta["adaptor"]["lora_rank"] = 8
+    (tmp_path / "ck" / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="do not match"):
+        load_adaptor(tmp_path / "ck")
+
+
+def test_missing_decoder_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="gpt2_dir"):
+        build_adaptor(AdaptorConfig(gpt2_dir=tmp_path / "nope", clip_dim=CLIP_DIM))

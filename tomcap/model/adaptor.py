@@ -1,0 +1,236 @@
+"""The TOMCap adaptor: a frozen Hugging Face GPT-2 with cross-attention and rsLoRA.
+
+Trainable parts: every block's cross-attention (+ its ``ln_cross_attn``), a linear projection of
+CLIP embeddings to the decoder width, two learned role vectors (query vs retrieved caption), a
+learned null condition (for classifier-free guidance) and rank-stabilised LoRA on the
+*self*-attention projections. Everything else of GPT-2 stays frozen.
+
+Cross-attention keys/values ("condition states") are ``[query, retrieved_1..K]``: CLIP embeddings
+(B, 1+K, D_clip) projected to (B, 1+K, d_model). The prompt is SmallCap's template with the K
+retrieved captions; the unconditional prompt (and condition) drops them.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .config import AdaptorConfig
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+"""Label value cross-entropy skips (prompt and padding positions)."""
+ROLE_QUERY, ROLE_RETRIEVED = 0, 1
+PROJ_INIT_STD = 0.02
+"""Init std of the role and null vectors, GPT-2's own initializer range."""
+_CROSS_PATTERNS = ("crossattention", "ln_cross_attn")
+
+
+def lora_target_regex(targets: tuple[str, ...]) -> str:
+    """Regex (full match) of GPT-2 *self*-attention modules only: ``transformer.h.<i>.attn.<target>``."""
+    return r".*\.h\.\d+\.attn\.(" + "|".join(re.escape(t) for t in targets) + r")"
+
+
+def load_tokenizer(source: str) -> Any:
+    """The decoder's tokenizer; pad falls back to eos (GPT-2 has no pad token)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ConfigError(f"cannot load the GPT-2 tokenizer '{source}' ({str(err).splitlines()[0]})",
+                          fix="set model.gpt2_dir to a folder with tokenizer files (e.g. data/models/tomcap-world-gpt2) "
+                              "or model.gpt2 to a cached Hugging Face name") from None
+    if tok.eos_token_id is None:
+        raise ConfigError(f"the tokenizer of '{source}' has no eos token", fix="use a GPT-2 style tokenizer with eos")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_decoder(source: str) -> nn.Module:
+    """GPT-2 LM with (freshly initialised) cross-attention in every block."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    # The load report lists the new cross-attention weights as missing: expected, so keep it quiet.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, add_cross_attention=True)
+    except OSError as err:
+        raise ConfigError(f"cannot load the GPT-2 decoder '{source}' ({str(err).splitlines()[0]})",
+                          fix="set model.gpt2_dir to a local GPT-2 folder or model.gpt2 to a cached Hugging Face name") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    trainable: int
+    total: int
+
+    @property
+    def share(self) -> float:
+        return self.trainable / max(1, self.total)
+
+
+class TomcapAdaptor(nn.Module):
+    """GPT-2 + cross-attention + rsLoRA. ``config.clip_dim`` must be set (resolved)."""
+
+    def __init__(self, config: AdaptorConfig, decoder: nn.Module | None = None, tokenizer: Any = None):
+        super().__init__()
+        if config.clip_dim is None:
+            raise ConfigError("model.clip_dim is not resolved", fix="set model.clip_dim or build through the train stage")
+        from peft import LoraConfig, inject_adapter_in_model
+
+        self.config = config
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.decoder_source)
+        decoder = decoder if decoder is not None else load_decoder(config.decoder_source)
+        if not getattr(decoder.config, "add_cross_attention", False):
+            raise ConfigError("the decoder has no cross-attention", fix="load it with add_cross_attention=True")
+        for p in decoder.parameters():
+            p.requires_grad_(False)
+        lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=lora_target_regex(config.lora_targets), use_rslora=True,
+                          fan_in_fan_out=True, bias="none")
+        self.decoder = inject_adapter_in_model(lora, decoder)
+        for name, p in self.decoder.named_parameters():
+            # inject_adapter_in_model leaves LoRA trainable; cross-attention is trained in full.
+            p.requires_grad_("lora_" in name or any(c in name for c in _CROSS_PATTERNS))
+        d_model = self.d_model
+        self.proj = nn.Linear(config.clip_dim, d_model)
+        self.role = nn.Parameter(torch.randn(2, d_model) * PROJ_INIT_STD)
+        self.null = nn.Parameter(torch.randn(1, d_model) * PROJ_INIT_STD)
+        self.train()  # from_pretrained returns eval mode; keep every submodule's mode consistent
+        counts = self.param_counts()
+        log.info("adaptor: %d trainable / %d total parameters (%.2f%%)", counts.trainable, counts.total,
+                 100 * counts.share)
+
+    # -- sizes and ids ---------------------------------------------------------------------------
+    @property
+    def d_model(self) -> int:
+        return int(self.decoder.config.n_embd)
+
+    @property
+    def max_length(self) -> int:
+        n_pos = int(self.decoder.config.n_positions)
+        return min(self.config.max_length or n_pos, n_pos)
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def decode(self, ids: list[int]) -> str:
+        """Caption text of generated ids (stops at eos, strips spaces)."""
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def param_counts(self) -> ParamCounts:
+        params = list(self.parameters())
+        return ParamCounts(trainable=sum(p.numel() for p in params if p.requires_grad),
+                           total=sum(p.numel() for p in params))
+
+    def trainable_named_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_text(self, retrieved_texts: list[str] | None) -> str:
+        """SmallCap template; ``None`` or [] gives the unconditional prompt (suffix only)."""
+        c = self.config
+        if not retrieved_texts:
+            return c.prompt_suffix
+        caps = " ".join(t.strip().rstrip(c.prompt_separator).strip() + c.prompt_separator for t in retrieved_texts)
+        return f"{c.prompt_prefix} {caps} {c.prompt_suffix}"
+
+    def prompt_ids(self, retrieved_texts: list[str] | None, budget: int | None = None) -> list[int]:
+        """``[eos] + template ids``. With ``budget``, retrieved captions are dropped from the end
+        until the prompt fits in ``budget`` tokens (the unconditional prompt always stays)."""
+        texts = list(retrieved_texts or [])
+        while True:
+            ids = [self.eos_id] + self._ids(self.prompt_text(texts))
+            if budget is None or len(ids) <= budget or not texts:
+                return ids
+            texts.pop()
+
+    def target_ids(self, caption: str) -> list[int]:
+        """Caption tokens as they follow the prompt (leading space, GPT-2 style) + eos."""
+        return self._ids(" " + caption.strip()) + [self.eos_id]
+
+    def example_ids(self, retrieved_texts: list[str] | None, caption: str) -> tuple[list[int], list[int]]:
+        """(input ids, labels) of one training example; labels are IGNORE_INDEX on the prompt.
+
+        The sequence fits ``max_length``: retrieved captions go first, then the caption's tail."""
+        target = self.target_ids(caption)[: self.max_length - 2]
+        prompt = self.prompt_ids(retrieved_texts, budget=self.max_length - len(target))
+        target = target[: self.max_length - len(prompt)]
+        return prompt + target, [IGNORE_INDEX] * len(prompt) + target
+
+    # -- conditions ------------------------------------------------------------------------------
+    def project(self, embeddings: Tensor) -> Tensor:
+        """CLIP embeddings (B, 1+K, D_clip) -> condition states (B, 1+K, d_model).
+
+        Slot 0 is the query (text embedding in training, image embedding at inference), slots 1..K
+        the retrieved caption embeddings; a learned role vector tells them apart."""
+        if embeddings.shape[-1] != self.config.clip_dim:
+            raise ConfigError(f"condition embeddings have dim {embeddings.shape[-1]}, the adaptor expects "
+                              f"{self.config.clip_dim}", fix="use embeddings of the CLIP model the adaptor was trained with")
+        x = self.proj(embeddings.to(self.proj.weight.dtype))
+        roles = torch.full(x.shape[1:2], ROLE_RETRIEVED, dtype=torch.long, device=x.device)
+        roles[0] = ROLE_QUERY
+        return x + self.role[roles]
+
+    def null_states(self) -> Tensor:
+        """The learned null condition (1, d_model): cross-attention input of unconditional streams."""
+        return self.null
+
+    def condition_states(self, embeddings: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Batch states and mask for training: (B, S, D_clip), keep (B,) bool -> ((B, S, d), (B, S) long).
+
+        Rows with ``keep=False`` get the null condition in slot 0 and the other slots masked out."""
+        states = self.project(embeddings)
+        mask = torch.ones(states.shape[:2], dtype=torch.long, device=states.device)
+        if keep is not None and not bool(keep.all()):
+            drop = ~keep.to(states.device)
+            null = self.null.to(states.dtype).expand(states.shape[0], 1, -1)
+            states = torch.cat([torch.where(drop[:, None, None], null, states[:, :1]), states[:, 1:]], dim=1)
+            mask[drop, 1:] = 0
+        return states, mask
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, condition: Tensor | None = None,
+                encoder_hidden_states: Tensor | None = None, encoder_attention_mask: Tensor | None = None,
+                past_key_values: Any = None, position_ids: Tensor | None = None, use_cache: bool = False) -> Any:
+        """Decoder output (``.logits`` (B, T, V), ``.past_key_values``).
+
+        Cross-attention input: ``encoder_hidden_states`` (B, S, d_model) if given, else ``condition``
+        CLIP embeddings (B, S, D_clip) projected, else (``condition=None``) the null condition."""
+        if encoder_hidden_states is None:
+            if condition is not None:
+                encoder_hidden_states = self.project(condition)
+            else:
+                encoder_hidden_states = self.null.expand(input_ids.shape[0], 1, -1)
+        return self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+                            past_key_values=past_key_values, use_cache=use_cache)
+
+
+def build_adaptor(config: AdaptorConfig, seed: int = 0) -> TomcapAdaptor:
+    """A fresh adaptor; ``seed`` fixes the initialisation of every new (trainable) weight."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TomcapAdaptor(config)

@@ -1,0 +1,51 @@
+"""Typed config of the TOMCap adaptor (frozen GPT-2 + cross-attention + rsLoRA)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..config import StageConfig
+
+LoraTarget = Literal["c_attn", "c_proj"]
+
+
+class AdaptorConfig(StageConfig):
+    """Architecture of the adaptor. Everything needed to rebuild it, except the weights.
+
+    ``gpt2`` is a Hugging Face name (``gpt2``, ``gpt2-large``) and ``gpt2_dir`` a local folder that
+    ``from_pretrained`` reads (it wins when set; relative paths in YAML are relative to the YAML).
+    """
+
+    gpt2: str = Field(default="gpt2", description="Hugging Face model name of the decoder")
+    gpt2_dir: Path | None = Field(default=None, description="local GPT-2 folder (config.json, weights, tokenizer); overrides 'gpt2'")
+    clip_dim: int | None = Field(default=None, ge=1, description="CLIP embedding width; null: taken from the embeddings")
+    k: int = Field(default=4, ge=0, description="retrieved captions per example (prompt and cross-attention)")
+    lora_rank: int = Field(default=8, ge=1)
+    lora_alpha: float = Field(default=16.0, gt=0)
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    lora_targets: tuple[LoraTarget, ...] = Field(default=("c_attn",), description="self-attention projections that get LoRA")
+    prompt_prefix: str = Field(default="Similar images show:", description="text before the retrieved captions")
+    prompt_separator: str = Field(default=".", description="appended after each retrieved caption")
+    prompt_suffix: str = Field(default="This image shows:", description="text right before the caption")
+    max_length: int | None = Field(default=None, ge=8, description="max prompt+caption tokens; null: the decoder's n_positions")
+
+    @model_validator(mode="after")
+    def _check(self) -> "AdaptorConfig":
+        if not self.lora_targets:
+            raise ValueError("lora_targets is empty; fix: list at least 'c_attn'")
+        if len(set(self.lora_targets)) != len(self.lora_targets):
+            raise ValueError(f"lora_targets {list(self.lora_targets)} has duplicates; fix: list each once")
+        return self
+
+    @property
+    def decoder_source(self) -> str:
+        """What ``from_pretrained`` gets: the local folder if set, else the hub name."""
+        return str(self.gpt2_dir) if self.gpt2_dir is not None else self.gpt2
+
+    def key_dict(self) -> dict[str, Any]:
+        # The folder's location must not change cache keys; its content enters through upstream fingerprints.
+        d = self.model_dump(mode="json")
+        d["gpt2_dir"] = None if self.gpt2_dir is None else "<local>"
+        return d

@@ -190,9 +190,9 @@ class TomcapAdaptor(nn.Module):
             raise ConfigError(f"condition embeddings have dim {embeddings.shape[-1]}, the adaptor expects "
                               f"{self.config.clip_dim}", fix="use embeddings of the CLIP model the adaptor was trained with")
         x = self.proj(embeddings.to(self.proj.weight.dtype))
-        roles = torch.full(x.shape[1:2], ROLE_RETRIEVED, dtype=torch.long, device=x.device)
-        roles[0] = ROLE_QUERY
-        return x + self.role[roles]
+        # Slice-and-add rather than ``self.role[index]``: index backward scatter-adds, whose
+        # summation order is not fixed across runs, and resume must be bit-reproducible.
+        return torch.cat([x[:, :1] + self.role[ROLE_QUERY], x[:, 1:] + self.role[ROLE_RETRIEVED]], dim=1)
 
     def null_states(self) -> Tensor:
         """The learned null condition (1, d_model): cross-attention input of unconditional streams."""

@@ -12,8 +12,9 @@ The schedule is what makes it fast; the maths is the toolkit's:
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,13 +75,63 @@ def _reference_slots(items: Sequence[EvalItem]) -> tuple[dict, list[list[str]]]:
     return ref_slot, [list(r) for _, r in ref_slot]
 
 
+class _MeteorSide:
+    """METEOR for one run: a pool started at once (on a cached filtered table, or on the full table
+    when nothing is cached), or, with a cache folder but no table yet, started in the METEOR thread
+    after filtering the table to the tokenised references (so later runs find it)."""
+
+    def __init__(self, n_items: int, workers: int | None, cache_dir: Path | None, raw_refs: list[str],
+                 timings: dict[str, float]):
+        self.n_items, self.workers, self.timings = n_items, workers, timings
+        self.cache = ParaphraseCache(cache_dir) if cache_dir is not None else None
+        self.key = cache_key(raw_refs) if self.cache is not None else ""
+        table = self.cache.lookup(self.key) if self.cache is not None else None
+        timings["meteor_table_cached"] = float(table is not None)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._build: FilterBuild | None = None
+        self.pool = self._start(table) if table is not None or self.cache is None else None
+
+    def _start(self, table: Path | None) -> MeteorPool:
+        workers = self.workers or auto_meteor_workers(self.n_items, filtered_table=table is not None)
+        return MeteorPool(workers, paraphrase=table)
+
+    def score(self, tok_ref_sentences: list[str], hyps: list[str], refs: list[list[str]]) -> tuple[float, list[float]]:
+        """Runs in the METEOR thread; the first call may filter the table and start the pool."""
+        if self.pool is None:
+            self._start_filtered(tok_ref_sentences)
+        return self.pool.score(hyps, refs)
+
+    def _start_filtered(self, tok_ref_sentences: list[str]) -> None:
+        t = time.perf_counter()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("METEOR was closed")
+            self._build = self.cache.start_build(self.key, tok_ref_sentences)
+        table = self._build.wait()  # None (warned) if filtering failed: the full table then
+        self.timings["meteor_filter"] = time.perf_counter() - t
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("METEOR was closed")
+            self.pool = self._start(table)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._build is not None:
+                self._build.cancel()
+            if self.pool is not None:
+                self.pool.close()
+
+
 def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool = True,
                 meteor_workers: int | None = None, cache_dir: Path | None = None) -> list[CocoScores]:
     """COCO metrics of each item; references shared by items are tokenised once.
 
     ``meteor_workers`` METEOR processes split the scoring (default: ``auto_meteor_workers``).
     ``cache_dir`` keeps METEOR paraphrase tables filtered to a reference set (``paraphrase``):
-    the first run against a reference set writes one, later runs load it in ~1 s instead of ~9 s.
+    the first run against a reference set filters one (~13 CPU-s, about what loading the full
+    table costs), later runs load it in ~1 s instead of ~9 s.
     ``spice`` asks for SPICE when its CoreNLP jars are present; when they are not, it is skipped
     with one warning and left out of the metrics (never reported as 0).
     """
@@ -88,41 +139,22 @@ def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool =
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     ref_slot, ref_lists = _reference_slots(items)
-    cache = ParaphraseCache(cache_dir) if meteor and cache_dir is not None else None
-    key = cache_key(s for r in ref_lists for s in r) if cache is not None else ""
-    table = cache.lookup(key) if cache is not None else None
-    timings["meteor_filtered_table"] = float(table is not None)
-    workers = meteor_workers or auto_meteor_workers(len(items), filtered_table=table is not None)
-    meteor_proc = MeteorPool(workers, paraphrase=table) if meteor else None
-    build: FilterBuild | None = None
-
-    def after_tokenize(tok_ref_sentences: list[str]) -> None:
-        nonlocal build
-        if cache is not None and table is None:
-            build = cache.start_build(key, tok_ref_sentences)
-
+    side = _MeteorSide(len(items), meteor_workers, cache_dir, [s for r in ref_lists for s in r], timings) \
+        if meteor else None
     try:
-        out = _score(items, ref_slot, ref_lists, meteor_proc, spice, timings, t0, after_tokenize)
-        if build is not None:
-            build, pending = None, build
-            pending.wait()
-        return out
+        return _score(items, ref_slot, ref_lists, side, spice, timings, t0)
     finally:
-        if meteor_proc is not None:
-            meteor_proc.close()
-        if build is not None:
-            build.cancel()
+        if side is not None:
+            side.close()
 
 
-def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]], meteor_proc: MeteorPool | None,
-           spice: bool, timings: dict[str, float], t0: float,
-           after_tokenize: Callable[[list[str]], None]) -> list[CocoScores]:
+def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]], meteor: _MeteorSide | None,
+           spice: bool, timings: dict[str, float], t0: float) -> list[CocoScores]:
     sizes = np.array([len(r) for r in ref_lists], dtype=np.int64)
     raw = [s for r in ref_lists for s in r] + [h for item in items for h in item.hyps]
     t = time.perf_counter()
     tokens = ptb_tokenize(raw)
     timings["tokenize"] = time.perf_counter() - t
-    after_tokenize(tokens[:int(sizes.sum())])
     n_ref_sent = int(sizes.sum())
     starts = np.cumsum(sizes) - sizes
     tok_refs = [tokens[s:s + m] for s, m in zip(starts.tolist(), sizes.tolist())]
@@ -140,12 +172,14 @@ def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]]
         per_item.append((images, hyp_sent))
 
     meteor_futures: list[Future] = []
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meteor") if meteor_proc else None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meteor") if meteor else None
     try:
-        if meteor_proc is not None and pool is not None:
+        if meteor is not None and pool is not None:
+            tok_ref_sentences = tokens[:n_ref_sent]
             for images, hyp_sent in per_item:
                 hyps = [tokens[s] for s in hyp_sent.tolist()]
-                meteor_futures.append(pool.submit(meteor_proc.score, hyps, [tok_refs[i] for i in images.tolist()]))
+                refs = [tok_refs[i] for i in images.tolist()]
+                meteor_futures.append(pool.submit(meteor.score, tok_ref_sentences, hyps, refs))
         out = []
         for item, (images, hyp_sent) in zip(items, per_item):
             out.append(_python_metrics(item, index, tokens, tok_refs, images, hyp_sent, dict(timings)))
@@ -157,6 +191,8 @@ def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]]
         timings["meteor_wait"] = time.perf_counter() - t
     finally:
         if pool is not None:
+            if any(not f.done() for f in meteor_futures) and meteor is not None:
+                meteor.close()  # an error on this side: stop the JVMs so the thread ends now
             pool.shutdown(wait=True, cancel_futures=True)
     if spice and out:
         if spice_available():
@@ -170,7 +206,7 @@ def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]]
     total = time.perf_counter() - t0
     for scores in out:
         scores.metrics = {k: scores.metrics[k] for k in (*METRIC_NAMES, SPICE) if k in scores.metrics}
-        scores.timings.update(meteor_wait=timings.get("meteor_wait", 0.0), total=total)
+        scores.timings.update({k: v for k, v in timings.items() if k.startswith("meteor")}, total=total)
     return out
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import TomcapError
-from .java import java_executable, package_dir
+from .java import JVM_QUICK, java_executable, package_dir
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,7 @@ METEOR_JAR = "meteor-1.5.jar"
 METEOR_HEAP = "2G"
 """Heap of the stock wrapper (``-Xmx2G``); the paraphrase table needs about 1.5 GB."""
 METEOR_ARGS = ("-", "-", "-stdio", "-l", "en", "-norm")
-METEOR_JVM_OPTIONS: tuple[str, ...] = ()
-"""Extra JVM flags (they change speed only: Java arithmetic is strict, so scores are the same)."""
+METEOR_JVM_OPTIONS: tuple[str, ...] = JVM_QUICK
 
 
 def _score_line(hypothesis: str, references: Sequence[str]) -> str:

@@ -1,0 +1,251 @@
+"""Training batches of text-only TOMCap: gap correction, noise, retrieval with self-exclusion, prompts.
+
+Every batch is a pure function of (seed, step, micro-batch): sample order comes from a seeded
+permutation per epoch and noise/dropout from a generator seeded by the micro-batch index, so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, InputDataError
+from ..model.adaptor import IGNORE_INDEX, TomcapAdaptor
+from .config import TrainConfig
+
+NO_GROUP = -1
+"""Group id of captions without an image id (they exclude only themselves)."""
+_EPS = 1e-12
+
+SearchFn = Callable[[np.ndarray, int, list[np.ndarray]], np.ndarray]
+"""``search(queries (Q, D) float32, k, exclude_rows per query) -> datastore rows (Q, k) int64``."""
+CorrectFn = Callable[[np.ndarray], np.ndarray]
+"""Gap correction of text embeddings (N, D) -> (N, D)."""
+
+
+class RetrievalSource(Protocol):
+    """What training needs from a datastore (see :class:`ArrayRetrieval` and the index glue)."""
+
+    dim: int
+
+    def search(self, queries: np.ndarray, k: int, exclude_rows: list[np.ndarray]) -> np.ndarray: ...
+
+    def embeddings(self, rows: np.ndarray) -> np.ndarray: ...
+
+    def texts(self, rows: np.ndarray) -> list[str]: ...
+
+
+@dataclass
+class ArrayRetrieval:
+    """Exact inner-product retrieval over an in-memory matrix (tests, small stores)."""
+
+    matrix: np.ndarray  # (M, D) float32, L2-normalised
+    captions: Sequence[str]
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def search(self, queries: np.ndarray, k: int, exclude_rows: list[np.ndarray]) -> np.ndarray:
+        scores = queries.astype(np.float32) @ self.matrix.T
+        for i, ex in enumerate(exclude_rows):
+            scores[i, ex] = -np.inf
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+    def embeddings(self, rows: np.ndarray) -> np.ndarray:
+        return self.matrix[rows]
+
+    def texts(self, rows: np.ndarray) -> list[str]:
+        return [self.captions[int(r)] for r in np.asarray(rows).ravel()]
+
+
+@dataclass
+class TrainData:
+    """Captions to train on, row-aligned. ``store_rows[i]`` is caption i's own row in the
+    datastore (-1 if absent); ``exclude[i]`` the datastore rows it must never retrieve."""
+
+    texts: list[str]
+    embeddings: np.ndarray  # (N, D) float32 text embeddings
+    exclude: list[np.ndarray]
+    image_embeddings: np.ndarray | None = None  # (N, D) paired image embeddings (oracle only)
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        if self.embeddings.shape[0] != n or len(self.exclude) != n:
+            raise InputDataError(f"training rows disagree: {n} texts, {self.embeddings.shape[0]} embeddings, "
+                                 f"{len(self.exclude)} exclusion lists", fix="build TrainData from one corpus/embedding pair")
+        if self.image_embeddings is not None and self.image_embeddings.shape != self.embeddings.shape:
+            raise InputDataError(f"paired image embeddings {self.image_embeddings.shape} do not match text embeddings "
+                                 f"{self.embeddings.shape}", fix="embed one image per caption with the same CLIP model")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: np.ndarray) -> "TrainData":
+        img = None if self.image_embeddings is None else self.image_embeddings[idx]
+        return TrainData([self.texts[i] for i in idx], self.embeddings[idx], [self.exclude[i] for i in idx], img)
+
+
+def exclusion_rows(store_groups: np.ndarray, query_groups: np.ndarray, query_store_rows: np.ndarray) -> list[np.ndarray]:
+    """Datastore rows each query caption must not retrieve: itself and every caption of its image.
+
+    store_groups (M,) int64 image-group id per datastore row (NO_GROUP if none); query_groups (N,)
+    likewise for the query captions; query_store_rows (N,) each query's own datastore row or -1."""
+    order = np.argsort(store_groups, kind="stable")
+    sorted_groups = store_groups[order]
+    out = []
+    for g, own in zip(query_groups.tolist(), query_store_rows.tolist()):
+        rows = np.empty(0, dtype=np.int64)
+        if g != NO_GROUP:
+            lo, hi = np.searchsorted(sorted_groups, [g, g + 1])
+            rows = order[lo:hi].astype(np.int64)
+        if own >= 0:
+            rows = np.union1d(rows, [own]).astype(np.int64)
+        out.append(rows)
+    return out
+
+
+def group_codes(image_ids: Sequence[str | None], vocabulary: dict[str, int] | None = None) -> np.ndarray:
+    """Integer group ids for image id strings (None -> NO_GROUP); pass one shared ``vocabulary``
+    so that store and query captions get the same codes."""
+    vocab = {} if vocabulary is None else vocabulary
+    return np.array([NO_GROUP if i is None else vocab.setdefault(i, len(vocab)) for i in image_ids], dtype=np.int64)
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
+
+
+def add_noise(x: np.ndarray, std: np.ndarray, scale: float, rng: np.random.Generator, renormalize: bool) -> np.ndarray:
+    """x + scale * std * N(0, 1) per dimension (x (N, D), std (D,) or scalar), then L2-normalised."""
+    out = x + (scale * np.asarray(std, dtype=np.float32)) * rng.standard_normal(x.shape, dtype=np.float32)
+    return _normalize(out).astype(np.float32) if renormalize else out.astype(np.float32)
+
+
+@dataclass
+class Batch:
+    """One micro-batch. input_ids/labels/attention_mask (B, T); condition (B, S, D_clip); keep (B,)."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    labels: Tensor
+    condition: Tensor
+    keep: Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels, self.condition,
+                                              self.keep)))
+
+
+def pad_examples(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Right-padded (ids, attention mask, labels), each (B, T); labels IGNORE_INDEX on padding."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
+        labels[i, : len(y)] = torch.tensor(y)
+    return ids, mask, labels
+
+
+class BatchBuilder:
+    """Turns caption rows into model inputs with TOMCap's text-only recipe.
+
+    ``noise_std``: per-dim std (D,) of the modality residual (from the gap stats) or None to use
+    ``cfg.noise_std``; ``correct``: the gap correction (``tomcap.gapmath.correct_text`` bound to
+    the stats), required when ``cfg.gap_correction`` and ``cfg.query == 'text'``."""
+
+    def __init__(self, model: TomcapAdaptor, cfg: TrainConfig, data: TrainData, retrieval: RetrievalSource | None,
+                 correct: CorrectFn | None = None, noise_std: np.ndarray | None = None):
+        dim = data.embeddings.shape[1]
+        if model.config.clip_dim != dim:
+            raise ConfigError(f"adaptor clip_dim {model.config.clip_dim} != embedding dim {dim}",
+                              fix="leave model.clip_dim null so it follows the embeddings")
+        if cfg.uses_retrieval:
+            if retrieval is None:
+                raise ConfigError("retrieval is on (model.k > 0) but no datastore was given",
+                                  fix="pass an index artifact or set train.model.k: 0")
+            if retrieval.dim != dim:
+                raise InputDataError(f"the datastore has dim {retrieval.dim}, the caption embeddings have dim {dim}",
+                                     fix="build the index from embeddings of the same CLIP model")
+        if cfg.query == "image" and data.image_embeddings is None:
+            raise ConfigError("train.query is 'image' (paired oracle) but no image embeddings were given",
+                              fix="pass paired image embeddings or set train.query: text")
+        if cfg.gap_correction and cfg.query == "text" and correct is None:
+            raise ConfigError("gap correction is on but no gap statistics were given",
+                              fix="pass a gap artifact or set train.gap_correction: false")
+        if noise_std is not None and np.shape(noise_std) not in ((), (dim,)):
+            raise InputDataError(f"noise std has shape {np.shape(noise_std)}, embeddings have dim {dim}",
+                                 fix="use gap statistics computed with the same CLIP model")
+        self.model, self.cfg, self.data, self.retrieval, self.correct = model, cfg, data, retrieval, correct
+        self.noise_std = np.float32(cfg.noise_std) if noise_std is None else np.asarray(noise_std, np.float32)
+
+    def indices(self, micro: int) -> np.ndarray:
+        """Rows of global micro-batch ``micro``: consecutive slices of a seeded per-epoch permutation."""
+        n, b = len(self.data), self.cfg.batch_size
+        start = micro * b
+        out = []
+        while len(out) < b:
+            epoch, pos = divmod(start + len(out), n)
+            perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
+            out.extend(perm[pos: pos + b - len(out)].tolist())
+        return np.array(out, dtype=np.int64)
+
+    def query_embeddings(self, idx: np.ndarray) -> np.ndarray:
+        """Clean (pre-noise) query: corrected text embedding, raw text, or paired image embedding."""
+        if self.cfg.query == "image":
+            return self.data.image_embeddings[idx].astype(np.float32)
+        x = self.data.embeddings[idx].astype(np.float32)
+        if self.cfg.gap_correction:
+            x = np.asarray(self.correct(x), dtype=np.float32)
+        return x
+
+    def build(self, idx: np.ndarray, rng: np.random.Generator, cond_dropout: float | None = None) -> Batch:
+        cfg, k = self.cfg, self.model.config.k
+        base = self.query_embeddings(idx)
+        if cfg.noise:
+            cross = add_noise(base, self.noise_std, cfg.noise_scale_cross, rng, cfg.renormalize)
+            query = add_noise(base, self.noise_std, cfg.noise_scale_query, rng, cfg.renormalize)
+        else:
+            cross = query = base
+        p = cfg.cond_dropout if cond_dropout is None else cond_dropout
+        keep = rng.random(len(idx)) >= p
+        retrieved_texts: list[list[str] | None] = [None] * len(idx)
+        cond = cross[:, None, :]
+        if cfg.uses_retrieval:
+            rows = self.retrieval.search(query, k, [self.data.exclude[i] for i in idx])
+            if cfg.retrieval_cross:
+                cond = np.concatenate([cond, self.retrieval.embeddings(rows.ravel()).reshape(len(idx), k, -1)], axis=1)
+            if cfg.retrieval_prompt:
+                texts = self.retrieval.texts(rows.ravel())
+                retrieved_texts = [texts[i * k:(i + 1) * k] for i in range(len(idx))]
+        examples = [self.model.example_ids(r if kp else None, self.data.texts[i])
+                    for i, r, kp in zip(idx.tolist(), retrieved_texts, keep.tolist())]
+        ids, mask, labels = pad_examples(examples, self.model.pad_id)
+        return Batch(ids, mask, labels, torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)),
+                     torch.from_numpy(keep))
+
+    def micro_batch(self, micro: int) -> Batch:
+        """The training micro-batch number ``micro`` (a pure function of seed and ``micro``)."""
+        rng = np.random.default_rng([self.cfg.seed, 1, micro])
+        return self.build(self.indices(micro), rng)
+
+    def fixed_batches(self, seed_tag: int) -> list[Batch]:
+        """All rows in order, conditioned (no dropout), with fixed noise: validation batches."""
+        out, b = [], self.cfg.batch_size
+        for j, start in enumerate(range(0, len(self.data), b)):
+            idx = np.arange(start, min(start + b, len(self.data)))
+            out.append(self.build(idx, np.random.default_rng([self.cfg.seed, seed_tag, j]), cond_dropout=0.0))
+        return out
+
+
+def describe(data: TrainData) -> dict[str, Any]:
+    return {"rows": len(data), "dim": int(data.embeddings.shape[1]),
+            "mean_excluded": float(np.mean([len(e) for e in data.exclude])) if len(data) else 0.0}

@@ -131,6 +131,7 @@ def _normalised(score: float, length: int, penalty: float) -> float:
 def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[Hypothesis]:
     """Beam search with length penalty; returns the best finished hypothesis of each image."""
     w = cfg.beam_size
+    device = next(next(iter(models.values())).parameters()).device
     n_images = len(streams[next(iter(streams))])
     scorer = GuidedScorer(models, _repeat(streams, w), cfg.guidance(), pad_id, batched=cfg.batched_guidance)
     seqs: list[list[int]] = [[] for _ in range(n_images * w)]
@@ -184,8 +185,8 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
         if all(done):
             break
         seqs, beam_scores = new_seqs, new_scores
-        scorer.reorder(torch.tensor(origin, device=scores.device).to(next(iter(models.values())).device))
-        scores = scorer.step(torch.tensor(tokens).to(next(iter(models.values())).device))
+        scorer.reorder(torch.tensor(origin, device=device))
+        scores = scorer.step(torch.tensor(tokens, device=device))
     return [max(f, key=lambda h: _normalised(h.score, len(h.tokens) + 1, cfg.length_penalty)) for f in finished]
 
 

@@ -1,0 +1,85 @@
+"""From image embeddings and retrieved captions to caption text, with the TOMCap adaptor.
+
+At inference the CLIP *image* embedding is used as it is (no gap correction, as in TOMCap): the
+adaptor was trained on gap-corrected text embeddings, which live where image embeddings do.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .decoding import DecodeConfig, Hypothesis, decode
+from .guidance import ADAPTOR_MODEL, BASE_LM_MODEL, COND, LM, UNCOND, Guidance
+from .rerank import pick_best, rerank_scores
+from .streams import Stream
+
+log = logging.getLogger(__name__)
+
+TextEncoder = Callable[[list[str]], np.ndarray]
+"""Captions -> L2-normalised CLIP text embeddings (N, D), for reranking."""
+
+
+@dataclass
+class Caption:
+    text: str
+    score: float
+    candidates: list[str]
+
+
+def build_streams(model: nn.Module, image_emb: torch.Tensor, retrieved_texts: list[list[str]],
+                  retrieved_emb: torch.Tensor | None, guidance: Guidance, prompt_budget: int) -> dict[str, list[Stream]]:
+    """Streams per role for B images.
+
+    image_emb (B, D_clip); retrieved_emb (B, K, D_clip) or None (no retrieval in cross-attention);
+    retrieved_texts: K captions per image for the prompt ([] for none)."""
+    clip = image_emb[:, None, :] if retrieved_emb is None else torch.cat([image_emb[:, None, :], retrieved_emb], 1)
+    with torch.inference_mode():
+        states = model.project(clip.to(next(model.parameters()).device))
+        null = model.null_states().detach()
+    cond = [Stream(ADAPTOR_MODEL, model.prompt_ids(texts, budget=prompt_budget), states[i])
+            for i, texts in enumerate(retrieved_texts)]
+    streams = {COND: cond}
+    if UNCOND in guidance.roles:
+        streams[UNCOND] = [Stream(ADAPTOR_MODEL, model.prompt_ids(None), null) for _ in cond]
+    if LM in guidance.roles:
+        streams[LM] = [Stream(BASE_LM_MODEL, [model.eos_id]) for _ in cond]
+    return streams
+
+
+def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list[list[str]],
+                  retrieved_emb: np.ndarray | None, cfg: DecodeConfig, base_lm: nn.Module | None = None,
+                  text_encoder: TextEncoder | None = None, likelihood_weight: float = 0.0) -> list[Caption]:
+    """Captions for B images (image_emb (B, D) L2-normalised CLIP image embeddings).
+
+    With ``strategy: sample``, the ``num_samples`` candidates of each image are reranked by CLIP
+    similarity to the image (+ ``likelihood_weight`` × mean log-score), which needs ``text_encoder``."""
+    guidance = cfg.guidance()
+    if LM in guidance.roles and base_lm is None:
+        raise ValueError("LM guidance (lm_alpha set) needs the base language model")
+    model.eval()
+    budget = model.max_length - cfg.max_new_tokens
+    if budget < 2:
+        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} leaves no room for the prompt in {model.max_length} positions")
+    img = torch.as_tensor(image_emb, dtype=torch.float32)
+    ret = None if retrieved_emb is None else torch.as_tensor(retrieved_emb, dtype=torch.float32)
+    streams = build_streams(model, img, retrieved_texts, ret, guidance, budget)
+    models = {ADAPTOR_MODEL: model} if base_lm is None else {ADAPTOR_MODEL: model, BASE_LM_MODEL: base_lm}
+    with torch.inference_mode():
+        cands: list[list[Hypothesis]] = decode(models, streams, cfg, model.eos_id, model.pad_id)
+    texts = [[model.decode(h.tokens) for h in c] for c in cands]
+    if cfg.strategy != "sample":
+        return [Caption(t[0], c[0].score, t) for t, c in zip(texts, cands)]
+    if text_encoder is None:
+        raise ValueError("sampling with reranking needs a CLIP text encoder")
+    n = cfg.num_samples
+    cand_emb = text_encoder([t for ts in texts for t in ts]).reshape(len(texts), n, -1)
+    loglik = np.array([[h.score for h in c] for c in cands])
+    lengths = np.array([[len(h.tokens) + 1 for h in c] for c in cands])
+    scores = rerank_scores(np.asarray(image_emb, dtype=np.float32), cand_emb, loglik, lengths, likelihood_weight)
+    best = pick_best(scores)
+    return [Caption(texts[b][best[b]], float(scores[b, best[b]]), texts[b]) for b in range(len(texts))]

@@ -3,11 +3,14 @@ results files against shared references, with pycocoevalcap's numbers.
 
 The schedule is what makes it fast; the maths is the toolkit's:
 
-1. the METEOR jar starts first (its paraphrase table takes ~9 s to load, ~1 s once a copy filtered
-   to the reference set is cached, see ``paraphrase``);
+1. METEOR starts first: on a paraphrase table filtered to this reference set when one is cached
+   (ready in ~1 s, see ``paraphrase``), else on the full table (~9 s to load) when no cache folder
+   is given; with a cache folder but no table yet, the table is filtered right after tokenising
+   (~ the cost of loading it) and the small copy is loaded and kept for the next run;
 2. one PTB tokenizer process tokenises the references once and every results file's captions;
-3. while METEOR loads, BLEU, ROUGE-L and CIDEr run in numpy (``ngrams``, ``rouge``);
-4. a background thread streams every file's METEOR lines to the one warm process.
+3. meanwhile BLEU, ROUGE-L and CIDEr run in numpy (``ngrams``, ``rouge``);
+4. a background thread streams every file's METEOR lines to the warm processes (two of them split
+   the lines when that pays, see ``meteor.auto_meteor_workers``); all JVMs run C1-compiled only.
 """
 from __future__ import annotations
 

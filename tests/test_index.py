@@ -1,0 +1,97 @@
+"""Index choice, datastore build (Flat and IVF), search with exclusions, helpers, bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tomcap.cli.main import main
+from tomcap.corpus import CorpusConfig, SourceConfig, read_corpus, run_corpus
+from tomcap.embed import EmbedConfig, EmbeddingSet, run_embed
+from tomcap.errors import ConfigError, InputDataError
+from tomcap.index import NO_ROW, Datastore, IndexConfig, choose_index, run_index
+from tomcap.index.select import FLAT_MAX_ROWS
+
+SLICE = Path(__file__).parent / "fixtures" / "embed" / "karpathy_slice.json"
+
+
+def test_choose_index_is_a_pure_function_of_n_dim_memory():
+    gib = 2**30
+    assert choose_index(1000, 512, gib).key == "Flat"
+    assert choose_index(FLAT_MAX_ROWS, 512, gib).key == "Flat"
+    big = choose_index(1_000_000, 512, 8 * gib)
+    assert big.key == "IVF4096,SQ8" and big.nprobe == 32 and big.train_rows <= 1_000_000
+    assert choose_index(10_000_000, 512, 8 * gib).nlist > big.nlist  # nlist grows with N
+    assert choose_index(50_000, 512, 40 * 2**20).key.endswith("SQ8")  # Flat (100 MB) does not fit 40 MiB
+    assert choose_index(1_000_000, 512, 400 * 2**20).key.endswith("SQ4")
+    with pytest.raises(ConfigError, match="memory_budget_gb"):
+        choose_index(1_000_000, 512, 2**20)
+    assert choose_index(1_000_000, 512, 8 * gib) == big  # deterministic
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("idx")
+    src = tmp / "caps.json"
+    src.write_text(SLICE.read_text())
+    data = tmp / "data"
+    corpus = run_corpus(CorpusConfig(sources=[SourceConfig(path=src)]), data)
+    embed = run_embed(EmbedConfig(model="tomcap-test-tiny", device="cpu"), data, corpus=corpus)
+    return data, corpus, embed
+
+
+def test_flat_datastore_search_and_helpers(built):
+    data, corpus, embed = built
+    ref = run_index(IndexConfig(), data, embed=embed, corpus=corpus)
+    info = json.loads((ref.dir / "index.json").read_text())
+    assert info["index_key"] == "Flat" and info["recall@10"] == 1.0 and info["qps"] > 0 and info["n"] == len(read_corpus(corpus))
+    ds = Datastore.open(ref.dir)
+    assert ds.dim == 32 and ds.model_fingerprint == EmbeddingSet.open(embed).model_fingerprint
+    q = ds.embeddings(np.arange(5))
+    res = ds.search(q, k=3)
+    assert res.rows.shape == (5, 3) and res.rows.dtype == np.int64 and res.scores.dtype == np.float32
+    assert res.rows[:, 0].tolist() == [0, 1, 2, 3, 4]  # a stored vector finds itself first
+    # Exclude the caption itself and every caption of its image (as training does).
+    img = ds.meta["image_id"].to_list()[:5]
+    excl = [np.union1d(a, [i]) for i, a in enumerate(ds.rows_for_image_ids(img))]
+    assert all(len(e) >= 5 for e in excl)  # COCO images have >= 5 captions
+    res = ds.search(q, k=4, exclude_rows=excl)
+    for i in range(5):
+        assert not np.isin(res.rows[i], excl[i]).any() and (res.rows[i] != NO_ROW).all()
+        assert np.all(np.diff(res.scores[i]) <= 1e-6)
+    assert ds.rows_for_caption_ids(ds.caption_ids([7, 3]) + ["nope"]).tolist() == [7, 3, NO_ROW]
+    assert ds.texts(np.array([[0, 1]])) == [ds.meta["text"].to_list()[:2]]
+    np.testing.assert_allclose(ds.embeddings([0]), EmbeddingSet.open(embed).rows([0]))
+
+
+def test_ivf_datastore_tunes_nprobe(built):
+    data, corpus, embed = built
+    ref = run_index(IndexConfig(index_key="IVF8,SQ8", target_recall=0.9), data, embed=embed, corpus=corpus)
+    info = ref.manifest().info
+    assert info["index_key"] == "IVF8,SQ8" and info["nprobe"] >= 1
+    assert info["recall@10"] >= 0.9 or info["nprobe"] == 8
+    ds = Datastore.open(ref)
+    res = ds.search(ds.embeddings(np.arange(3)), k=5, exclude_rows=[np.array([0]), np.array([1]), np.array([], np.int64)])
+    assert 0 not in res.rows[0] and 1 not in res.rows[1]
+
+
+def test_wrong_dim_and_bad_key(built, tmp_path, capsys):
+    data, corpus, embed = built
+    ds = Datastore.open(run_index(IndexConfig(), data, embed=embed, corpus=corpus))
+    with pytest.raises(InputDataError, match="dim-32"):
+        ds.search(np.zeros((2, 64), np.float32), k=3)
+    with pytest.raises(InputDataError, match="exclusion lists"):
+        ds.search(np.zeros((2, 32), np.float32), k=3, exclude_rows=[np.array([0])])
+    before = set((data / "artifacts" / "index").iterdir())
+    from tomcap.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="index_key"):
+        run_index(IndexConfig(index_key="NotAnIndex"), data, embed=embed, corpus=corpus)
+    assert set((data / "artifacts" / "index").iterdir()) == before  # no partial folder
+    assert main(["index", "--embed", str(embed.dir), "--corpus", str(corpus.dir), "--data-dir", str(data),
+                 "--index-key", "NotAnIndex"]) == 2
+    assert "index_key" in capsys.readouterr().err
+    assert main(["index", "--embed", str(embed.dir), "--corpus", str(corpus.dir), "--data-dir", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["stage"] == "index"

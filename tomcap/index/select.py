@@ -1,0 +1,72 @@
+"""Index choice as one pure function of (N, dim, memory budget), autofaiss-style.
+
+Small stores get exact ``Flat`` search (inner product on L2-normalised vectors = cosine). Larger
+ones get an inverted file with 8-bit scalar quantisation (``IVF{nlist},SQ8``: dim bytes per vector),
+or 4-bit (``SQ4``) when SQ8 does not fit the budget. ``nlist`` grows like 4·√N (a power of two) and
+the default ``nprobe`` scans about 1/128 of the lists; the build measures recall and raises
+``nprobe`` until the target recall is met.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+FLAT_MAX_ROWS = 100_000
+"""Up to this many rows an exact scan is fast enough (and has recall 1)."""
+NLIST_PER_SQRT_N = 4
+NLIST_MIN, NLIST_MAX = 64, 65_536
+NPROBE_FRACTION = 128
+"""Default nprobe = nlist / NPROBE_FRACTION (at least NPROBE_MIN)."""
+NPROBE_MIN = 8
+TRAIN_POINTS_PER_LIST = 32
+"""k-means training vectors per list (faiss warns below 39; 32 keeps 1M-row training fast on a few cores)."""
+ID_BYTES = 8
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class IndexChoice:
+    """A faiss factory key and its search/training parameters."""
+
+    key: str
+    nlist: int = 0
+    nprobe: int = 0
+    train_rows: int = 0
+    est_bytes: int = 0
+
+    @property
+    def is_ivf(self) -> bool:
+        return self.nlist > 0
+
+
+def _pow2(x: float) -> int:
+    return 1 << max(0, round(math.log2(max(x, 1.0))))
+
+
+def estimate_bytes(key_family: str, n: int, dim: int, nlist: int = 0) -> int:
+    """Approximate resident size of an index of the given family ("Flat", "SQ8", "SQ4")."""
+    per_vec = {"Flat": dim * FLOAT_BYTES, "SQ8": dim + ID_BYTES, "SQ4": (dim + 1) // 2 + ID_BYTES}[key_family]
+    return n * per_vec + nlist * dim * FLOAT_BYTES
+
+
+def choose_index(n: int, dim: int, memory_bytes: int) -> IndexChoice:
+    """Index for N vectors of dimension dim within memory_bytes (see module docstring)."""
+    if n <= 0 or dim <= 0:
+        raise ConfigError(f"cannot build an index of {n} vectors of dim {dim}", fix="embed a non-empty corpus first")
+    flat = estimate_bytes("Flat", n, dim)
+    if n <= FLAT_MAX_ROWS and flat <= memory_bytes:
+        return IndexChoice(key="Flat", est_bytes=flat)
+    nlist = min(NLIST_MAX, max(NLIST_MIN, _pow2(NLIST_PER_SQRT_N * math.sqrt(n))))
+    nlist = min(nlist, max(1, _pow2(n / TRAIN_POINTS_PER_LIST) // 2 or 1))  # enough points per list to train
+    nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_FRACTION))
+    train_rows = min(n, nlist * TRAIN_POINTS_PER_LIST)
+    for family in ("SQ8", "SQ4"):
+        need = estimate_bytes(family, n, dim, nlist)
+        if need <= memory_bytes:
+            return IndexChoice(key=f"IVF{nlist},{family}", nlist=nlist, nprobe=nprobe, train_rows=train_rows, est_bytes=need)
+    raise ConfigError(
+        f"{n} vectors of dim {dim} need about {estimate_bytes('SQ4', n, dim, nlist) / 2**30:.2f} GiB even as IVF,SQ4; "
+        f"the budget is {memory_bytes / 2**30:.2f} GiB",
+        fix="raise index.memory_budget_gb or set index.index_key to a faiss factory string (e.g. 'IVF4096,PQ32')")

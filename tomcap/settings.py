@@ -14,6 +14,7 @@ from .constants import DEFAULT_DATA_DIR
 from .corpus.config import CorpusConfig
 from .world.config import WorldConfig
 from .evaluate.config import EvaluateConfig
+from .train.config import TrainConfig
 
 
 class PipelineConfig(StageConfig):
@@ -23,6 +24,7 @@ class PipelineConfig(StageConfig):
     corpus: CorpusConfig = CorpusConfig()
     world: WorldConfig = WorldConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    train: TrainConfig = TrainConfig()
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:
         return Path(override or self.data_dir or DEFAULT_DATA_DIR).resolve()
@@ -38,7 +40,7 @@ def load_pipeline_config(path: Path | None) -> PipelineConfig:
     return validate_config(PipelineConfig, with_base, source=str(path))
 
 
-_PATH_KEYS = frozenset({"path", "data_dir", "refs", "images", "checkpoint", "pretrained_path"})
+_PATH_KEYS = frozenset({"path", "data_dir", "refs", "images", "checkpoint", "pretrained_path", "gpt2_dir"})
 
 
 def _resolve_relative(obj, base: Path):

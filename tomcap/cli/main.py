@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "tomcap.cli.watch_cmd",
     "tomcap.cli.world_cmd",
     "tomcap.cli.evaluate_cmd",
+    "tomcap.cli.train_cmd",
 )
 """Each module has ``register(subparsers)``, which adds its subcommand(s) with ``func=run``."""
 

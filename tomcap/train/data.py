@@ -55,6 +55,11 @@ class ArrayRetrieval:
         scores = queries.astype(np.float32) @ self.matrix.T
         for i, ex in enumerate(exclude_rows):
             scores[i, ex] = -np.inf
+        if k < scores.shape[1]:
+            # Top-k by partition, then an exact (stable) sort of those k only: O(M) per query.
+            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+            return np.take_along_axis(part, order, 1).astype(np.int64)
         return np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
 
     def embeddings(self, rows: np.ndarray) -> np.ndarray:

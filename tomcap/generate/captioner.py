@@ -65,8 +65,8 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
     budget = model.max_length - cfg.max_new_tokens
     if budget < 2:
         raise ValueError(f"max_new_tokens={cfg.max_new_tokens} leaves no room for the prompt in {model.max_length} positions")
-    img = torch.as_tensor(image_emb, dtype=torch.float32)
-    ret = None if retrieved_emb is None else torch.as_tensor(retrieved_emb, dtype=torch.float32)
+    img = torch.tensor(np.asarray(image_emb), dtype=torch.float32)
+    ret = None if retrieved_emb is None else torch.tensor(np.asarray(retrieved_emb), dtype=torch.float32)
     streams = build_streams(model, img, retrieved_texts, ret, guidance, budget)
     models = {ADAPTOR_MODEL: model} if base_lm is None else {ADAPTOR_MODEL: model, BASE_LM_MODEL: base_lm}
     with torch.inference_mode():

@@ -1,0 +1,68 @@
+"""Generation stage on real tiny components: world -> corpus -> embed -> index -> train -> generate -> evaluate."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tomcap.corpus import CorpusConfig, SourceConfig, read_corpus, run_corpus
+from tomcap.embed import EmbedConfig, ImageEmbedConfig, run_embed, run_embed_images
+from tomcap.errors import ArtifactError
+from tomcap.evaluate.config import EvaluateConfig
+from tomcap.evaluate.stage import run_evaluate
+from tomcap.generate.config import GenerateConfig
+from tomcap.generate.decoding import DecodeConfig
+from tomcap.generate.stage import run_generate
+from tomcap.index import IndexConfig, run_index
+from tomcap.model import AdaptorConfig
+from tomcap.model.tiny import make_random_gpt2
+from tomcap.train.config import TrainConfig
+from tomcap.train.stage import run_train
+from tomcap.world import WorldConfig, generate_world
+
+CLIP = "tomcap-test-tiny"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    world = generate_world(root / "world", WorldConfig(n_train_scenes=40, n_test_images=4, seed=3))
+    data = root / "data"
+    corpus = run_corpus(CorpusConfig(sources=[SourceConfig(path=world.corpus_file)]), data)
+    embed = run_embed(EmbedConfig(model=CLIP, dtype="float32"), data, corpus)
+    index = run_index(IndexConfig(eval_queries=8), data, embed=embed, corpus=corpus)
+    images = run_embed_images(ImageEmbedConfig(model=CLIP, images=world.test_images_dir, dtype="float32"), data)
+    gpt2 = make_random_gpt2(root / "gpt2", read_corpus(corpus)["text"].to_list())
+    train_cfg = TrainConfig(model=AdaptorConfig(gpt2_dir=gpt2, k=2, lora_rank=4), steps=3, batch_size=4,
+                            warmup_steps=1, gap_correction=False, val_size=4, eval_every=2, checkpoint_every=2)
+    train = run_train(train_cfg, data, corpus=corpus, embed=embed, index=index)
+    return world, data, corpus, embed, index, images, train
+
+
+def test_generate_then_evaluate(built):
+    world, data, _, _, index, images, train = built
+    cfg = GenerateConfig(decode=DecodeConfig(strategy="beam", beam_size=2, max_new_tokens=5, guidance_scale=2.0),
+                         annotations=world.test_annotations)
+    gen = run_generate(cfg, data, train=train, index=index, images=images)
+    results = json.loads(gen.file("results.json").read_text())
+    coco = json.loads(world.test_annotations.read_text())
+    assert sorted(r["image_id"] for r in results) == sorted(im["id"] for im in coco["images"])
+    assert all(isinstance(r["caption"], str) for r in results)
+    retrieved = json.loads(gen.file("retrieved.json").read_text())
+    assert all(len(r["retrieved"]) == 2 for r in retrieved)
+    assert run_generate(cfg, data, train=train, index=index, images=images).cached
+    ev = run_evaluate(EvaluateConfig(refs=world.test_annotations, meteor=False), data, generate=gen)
+    metrics = json.loads(ev.file("metrics.json").read_text())
+    assert metrics["n_images"] == 4 and 0 <= metrics["CIDEr"] < 10
+    changed = cfg.model_copy(update={"decode": cfg.decode.model_copy(update={"guidance_scale": 1.0})})
+    assert not run_generate(changed, data, train=train, index=index, images=images).cached
+
+
+def test_images_from_another_clip_are_refused(built, tmp_path):
+    world, data, _, _, index, _, train = built
+    other = run_embed_images(ImageEmbedConfig(model=CLIP, init_seed=7, images=world.test_images_dir), data)
+    with pytest.raises(ArtifactError, match="CLIP models differ"):
+        run_generate(GenerateConfig(decode=DecodeConfig(max_new_tokens=3)), data, train=train, index=index, images=other)
+    assert not list((data / "artifacts" / "generate").glob("*/manifest.json")) or all(
+        json.loads(p.read_text())["upstream"]["images"] != other.fingerprint
+        for p in (data / "artifacts" / "generate").glob("*/manifest.json"))

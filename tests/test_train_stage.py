@@ -126,3 +126,19 @@ def test_cli_bad_inputs(inputs, tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"train": {"warmup_steps": 50, "steps": 10}}))
     assert main(["train", "--config", str(cfg), "--data-dir", str(data_dir), "--embed", embed.path]) == 2
     assert "warmup_steps" in capsys.readouterr().err
+
+
+def test_training_with_faiss_datastore_and_wrong_dim_index(inputs):
+    from tomcap.index import IndexConfig, run_index
+
+    data_dir, corpus, embed, gpt2 = inputs
+    index = run_index(IndexConfig(eval_queries=4, eval_k=2), data_dir, embed=embed, corpus=corpus)
+    ref = run_train(_cfg(gpt2, steps=2, eval_every=1), data_dir, corpus=corpus, embed=embed, index=index)
+    assert ref.manifest().upstream["index"] == index.fingerprint
+    # The glue excludes the caption itself and its image's captions (3 captions per image here).
+    assert ref.manifest().info["data"]["mean_excluded"] == 3.0
+    other = run_embed(EmbedConfig(model="tomcap-world-clip", dtype="float32"), data_dir, corpus)
+    wrong = run_index(IndexConfig(eval_queries=4, eval_k=2), data_dir, embed=other, corpus=corpus)
+    with pytest.raises(InputDataError, match="datastore holds dim-128") as err:
+        run_train(_cfg(gpt2, steps=2), data_dir, corpus=corpus, embed=embed, index=wrong)
+    assert str(wrong.dir) in str(err.value)

@@ -15,6 +15,9 @@ from .corpus.config import CorpusConfig
 from .world.config import WorldConfig
 from .evaluate.config import EvaluateConfig
 from .train.config import TrainConfig
+from .embed.config import EmbedConfig, ImageEmbedConfig
+from .gap import GapConfig
+from .index.config import IndexConfig
 
 
 class PipelineConfig(StageConfig):
@@ -25,6 +28,10 @@ class PipelineConfig(StageConfig):
     world: WorldConfig = WorldConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     train: TrainConfig = TrainConfig()
+    embed: EmbedConfig = EmbedConfig()
+    embed_images: ImageEmbedConfig = ImageEmbedConfig()
+    gap: GapConfig = GapConfig()
+    index: IndexConfig = IndexConfig()
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:
         return Path(override or self.data_dir or DEFAULT_DATA_DIR).resolve()

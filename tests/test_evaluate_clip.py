@@ -72,7 +72,6 @@ def test_find_images_by_name_or_number(image_dir, tmp_path):
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="java not installed")
 def test_cli_with_clip_metrics(image_dir, tmp_path):
-    pytest.importorskip("tomcap.gapmath")
     res = tmp_path / "paired.json"
     res.write_text(json.dumps(json.loads(SLICE.read_text())[:N_IMAGES]))
     out = tmp_path / "out"

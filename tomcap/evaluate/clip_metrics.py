@@ -67,11 +67,7 @@ def recall_at_k(cap: np.ndarray, img: np.ndarray, ks: Sequence[int] = RECALL_KS)
 
 def gap_metrics(img: np.ndarray, cap: np.ndarray) -> dict[str, float]:
     """Modality-gap figures of paired embeddings (N, D) each (maths in ``tomcap.gapmath``)."""
-    try:
-        from .. import gapmath
-    except ImportError:  # the gap module ships with the gap stage; without it these keys are absent
-        log.warning("gap metrics skipped: tomcap.gapmath is not installed")
-        return {}
+    from .. import gapmath
 
     return {
         "gap_centroid_distance": float(gapmath.centroid_gap(img, cap)),

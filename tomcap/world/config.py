@@ -33,6 +33,9 @@ class WorldConfig(StageConfig):
         return self
 
 
+UNIFORM_MIX = (1.0, 1.0, 1.0, 1.0)
+
+
 class ClipTrainConfig(StageConfig):
     """Contrastive training of the tiny world CLIP (open_clip architecture from JSON)."""
 
@@ -48,6 +51,8 @@ class ClipTrainConfig(StageConfig):
                                            "realistic modality gap (Liang et al. 2022)")
     hard_negative_share: float = Field(default=0.5, ge=0.0, lt=1.0,
                                        description="share of each batch that are one-attribute twins of other scenes")
+    hard_negative_mix: tuple[float, float, float, float] = Field(
+        default=UNIFORM_MIX, description="relative odds that a twin differs in shape, colour, size, position")
     gap_target: float = Field(default=0.8, ge=0.0, le=2.0,
                               description="centroid distance kept by a hinge penalty (real CLIP on COCO: ~0.8)")
     gap_weight: float = Field(default=10.0, ge=0.0, description="weight of the gap hinge; 0 disables it")

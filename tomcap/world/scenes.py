@@ -117,16 +117,21 @@ def _stream_code(stream: str) -> int:
 MUTABLE_ATTRIBUTES = ("shape", "color", "size", "position")
 
 
-def mutate_scene(scene: Scene, rng: np.random.Generator, scene_id: str) -> Scene:
+def mutate_scene(scene: Scene, rng: np.random.Generator, scene_id: str,
+                 weights: tuple[float, ...] | None = None) -> Scene:
     """A hard negative of ``scene``: one attribute of one object changed (shape, colour, size or cell).
 
     The twin keeps everything else, so a contrastive batch holding both forces the model to tell
     exactly that attribute apart. Colour/shape changes keep (colour, shape) pairs unique.
+    ``weights``: probabilities of changing each of ``MUTABLE_ATTRIBUTES`` (default uniform).
     """
     objs = list(scene.objects)
     i = int(rng.integers(len(objs)))
     o = objs[i]
-    attr = MUTABLE_ATTRIBUTES[rng.integers(len(MUTABLE_ATTRIBUTES))]
+    if weights is None:
+        attr = MUTABLE_ATTRIBUTES[rng.integers(len(MUTABLE_ATTRIBUTES))]
+    else:
+        attr = MUTABLE_ATTRIBUTES[int(rng.choice(len(MUTABLE_ATTRIBUTES), p=np.asarray(weights) / sum(weights)))]
     taken_cells = {(p.row, p.col) for p in objs}
     taken_pairs = {(p.color, p.shape) for j, p in enumerate(objs) if j != i}
     if attr == "position" and len(taken_cells) < GRID * GRID:

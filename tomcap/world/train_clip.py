@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from .captions import scene_captions
-from .config import ClipTrainConfig, WorldConfig
+from .config import UNIFORM_MIX, ClipTrainConfig, WorldConfig
 from .probe import image_tensor, preprocess_stats, probe_clip
-from .splits import test_keys
 from .render import render_batch
 from .scenes import Scene, mutate_scene, scene_stream
+from .splits import test_keys
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ def train_batch(step: int, cfg: ClipTrainConfig, world: WorldConfig,
         chunk += 1
     i = 0
     while len(scenes) < cfg.batch_size:
-        twin = mutate_scene(scenes[i % n_base], rng, f"{scenes[i % n_base].scene_id}-twin{i}")
+        twin = mutate_scene(scenes[i % n_base], rng, f"{scenes[i % n_base].scene_id}-twin{i}",
+                            cfg.hard_negative_mix if cfg.hard_negative_mix != UNIFORM_MIX else None)
         if twin.key() not in excluded:
             scenes.append(twin)
         i += 1

@@ -22,8 +22,8 @@ from ..errors import InputDataError
 from .captions import scene_captions
 from .config import Gpt2TrainConfig, WorldConfig
 from .probe import perplexity
-from .splits import test_keys, test_scenes
 from .scenes import scene_stream
+from .splits import test_keys, test_scenes
 from .train_clip import determinism
 
 log = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ def test_cli_bad_inputs(inputs, tmp_path, capsys):
     data_dir, corpus, embed, gpt2 = inputs
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"train": {"model": {"gpt2_dir": str(tmp_path / "missing")}, "steps": 2,
-                                             "warmup_steps": 1}}))
+                                             "warmup_steps": 1, "gap_correction": False}}))
     code = main(["train", "--config", str(cfg), "--data-dir", str(data_dir), "--corpus", corpus.path,
                  "--embed", embed.path])
     err = capsys.readouterr().err
@@ -126,6 +126,10 @@ def test_cli_bad_inputs(inputs, tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"train": {"warmup_steps": 50, "steps": 10}}))
     assert main(["train", "--config", str(cfg), "--data-dir", str(data_dir), "--embed", embed.path]) == 2
     assert "warmup_steps" in capsys.readouterr().err
+    cfg.write_text(yaml.safe_dump({"train": {"model": {"gpt2_dir": str(gpt2)}, "steps": 2, "warmup_steps": 1}}))
+    assert main(["train", "--config", str(cfg), "--data-dir", str(data_dir), "--embed", embed.path]) == 2
+    assert "--gap DIR" in capsys.readouterr().err
+    assert not list((data_dir / "artifacts" / "train").glob(".tmp-*"))
 
 
 def test_training_with_faiss_datastore_and_wrong_dim_index(inputs):

@@ -34,18 +34,33 @@ def _corpus_of(embed: ArtifactRef, data_dir: Path) -> ArtifactRef:
 
 
 def upstream_refs(args: argparse.Namespace, cfg, data_dir: Path) -> dict[str, ArtifactRef]:
-    """Input refs: the folders given, else corpus/embed built (or reused from cache) from the config."""
+    """Input refs: the folders given, else built (or reused from cache) from the config's sections,
+    as the 'prepare' flow does: corpus, embed, gap (when images are configured), index."""
     refs = {kw: load_ref(getattr(args, kw), stage=stage) for kw, stage in INPUTS if getattr(args, kw) is not None}
     if "embed" not in refs:
-        if getattr(cfg, "embed", None) is None:
-            raise ConfigError("no text embeddings: this config has no 'embed' section",
-                              fix="pass --embed DIR (an 'embed' artifact folder)")
         from ..corpus import run_corpus
         from ..embed.stage import run_embed
 
         refs.setdefault("corpus", run_corpus(cfg.corpus, data_dir))
         refs["embed"] = run_embed(cfg.embed, data_dir, refs["corpus"])
     refs.setdefault("corpus", _corpus_of(refs["embed"], data_dir))
+    train = cfg.train
+    if "gap" not in refs and (train.gap_correction or train.noise) and train.query == "text":
+        if cfg.embed_images.images is None:
+            if train.gap_correction:
+                raise ConfigError("gap correction needs gap statistics, and no images are configured to estimate them",
+                                  fix="pass --gap DIR, set embed_images.images to an image folder, "
+                                      "or set train.gap_correction: false")
+        else:
+            from ..embed.image_stage import run_embed_images
+            from ..gap import run_gap
+
+            images = run_embed_images(cfg.embed_images, data_dir)
+            refs["gap"] = run_gap(cfg.gap, data_dir, text=refs["embed"], images=images)
+    if "index" not in refs and train.uses_retrieval:
+        from ..index import run_index
+
+        refs["index"] = run_index(cfg.index, data_dir, embed=refs["embed"], corpus=refs["corpus"])
     return refs
 
 

@@ -140,7 +140,7 @@ def test_unknown_model_and_missing_pretrained(tmp_path, capsys):
     with pytest.raises(ConfigError, match="neither a known tag nor an existing file"):
         run_embed(EmbedConfig(model=TINY, pretrained=str(tmp_path / "missing.safetensors")), tmp_path / "data", corpus=corpus)
     cfg = tmp_path / "p.yaml"
-    cfg.write_text(f"embed:\n  model: no-such-clip\ncorpus:\n  sources: [{{path: {tmp_path / 'caps.json'}}}]\n")
+    cfg.write_text(f"clip:\n  model: no-such-clip\ncorpus:\n  sources: [{{path: {tmp_path / 'caps.json'}}}]\n")
     assert main(["embed", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]) == 2
     assert "tomcap models" in capsys.readouterr().err
     assert main(["models"]) == 0

@@ -184,3 +184,19 @@ def test_resume_gives_same_weights(gpt2_dir, world, tmp_path):
     assert res.resumed_from == 3 and res.steps == 5
     for n, p in full.trainable_named_parameters().items():
         assert torch.equal(p, resumed.trainable_named_parameters()[n]), n
+
+
+def test_paired_oracle_uses_image_embeddings(gpt2_dir, world):
+    data, store = world
+    img = _unit(np.random.default_rng(3).standard_normal(data.embeddings.shape))
+    paired = TrainData(data.texts, data.embeddings, data.exclude, img)
+    model = build_adaptor(_cfg(gpt2_dir).model)
+    cfg = _cfg(gpt2_dir, query="image", gap_correction=True, noise=False, cond_dropout=0.0)
+    b = BatchBuilder(model, cfg, paired, store).build(np.array([0, 7]), np.random.default_rng(0))
+    np.testing.assert_allclose(b.condition[:, 0].numpy(), img[[0, 7]], rtol=1e-6)
+
+
+def test_bf16_autocast_step(gpt2_dir, world, tmp_path):
+    model, res = _run(gpt2_dir, world, tmp_path, _cfg(gpt2_dir, steps=1, warmup_steps=0, precision="bf16"))
+    assert res.steps == 1 and np.isfinite(res.train_losses[0])
+    assert all(p.dtype == torch.float32 for p in model.parameters())

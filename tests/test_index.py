@@ -48,7 +48,7 @@ def test_flat_datastore_search_and_helpers(built):
     info = json.loads((ref.dir / "index.json").read_text())
     assert info["index_key"] == "Flat" and info["recall@10"] == 1.0 and info["qps"] > 0 and info["n"] == len(read_corpus(corpus))
     ds = Datastore.open(ref.dir)
-    assert ds.dim == 32 and ds.model_fingerprint == EmbeddingSet.open(embed).model_fingerprint
+    assert ds.memory_mapped and ds.dim == 32 and ds.model_fingerprint == EmbeddingSet.open(embed).model_fingerprint
     q = ds.embeddings(np.arange(5))
     res = ds.search(q, k=3)
     assert res.rows.shape == (5, 3) and res.rows.dtype == np.int64 and res.scores.dtype == np.float32

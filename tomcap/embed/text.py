@@ -48,9 +48,18 @@ def truncation_supported(clip: LoadedClip) -> bool:
     return m.attn_mask is not None and m.text_pool_type in EXACT_POOLS
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Native bf16 matmuls (AVX512-BF16 or AMX); without them CPU bf16 autocast is slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
 def _autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_fast_bf16():
+        log.warning("this CPU (%s) has no native bf16: bf16 autocast will be slower than fp32",
+                    torch.backends.cpu.get_cpu_capability())
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 

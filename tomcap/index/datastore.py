@@ -36,14 +36,14 @@ class SearchResult:
 
 
 def read_index(path: Path):
-    """faiss.read_index memory-mapped (IO_FLAG_MMAP) where the index type supports it, else loaded."""
+    """faiss.read_index memory-mapped (IO_FLAG_MMAP) where the index type supports it, else loaded -> (index, mmapped)."""
     import faiss
 
     try:
-        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY), True
     except RuntimeError as err:
         log.debug("index %s cannot be memory-mapped (%s); reading it into memory", path, str(err).splitlines()[0])
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path)), False
 
 
 class Datastore:
@@ -52,7 +52,7 @@ class Datastore:
     def __init__(self, ref: ArtifactRef):
         self.ref = ref
         self.info = json.loads(ref.file(INFO_FILE).read_text(encoding="utf-8"))
-        self.index = read_index(ref.file(INDEX_FILE))
+        self.index, self.memory_mapped = read_index(ref.file(INDEX_FILE))
         if "nprobe" in self.info and self.info["nprobe"]:
             import faiss
 

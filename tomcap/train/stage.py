@@ -142,20 +142,22 @@ def run_train(config: TrainConfig, data_dir: Path | str, *, corpus: ArtifactRef,
 
     def build(tmp: Path) -> BuildOutput:
         with torch_threads(config.threads):
-            out = _train_into(tmp, config, work, corpus, embed, gap, index, image_embed, progress)
+            out = _train_into(tmp, config, work, dict(corpus=corpus, embed=embed, gap=gap, index=index,
+                                                      image_embed=image_embed), progress)
         shutil.rmtree(work, ignore_errors=True)
         return out
 
     return store.build(SPEC, config, upstream, build, force=force)
 
 
-def _train_into(tmp: Path, config: TrainConfig, work: Path, corpus: ArtifactRef, embed: ArtifactRef,
-                gap: ArtifactRef | None, index: ArtifactRef | None, image_embed: ArtifactRef | None,
+def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, ArtifactRef | None],
                 progress: ProgressFn | None) -> BuildOutput:
-    df, matrix, emb = _corpus_and_embeddings(corpus, embed)
-    stats = _gap_stats(gap, emb, config) if config.gap_correction or config.noise else None
-    retrieval, exclude = _retrieval(index, df, matrix, emb) if config.uses_retrieval else (None, None)
-    images = _paired_images(image_embed, df, config, emb.dim)
+    """Read the inputs (``refs``: run_train's keyword refs), train in ``work``, write the artifact into ``tmp``."""
+    embed = refs["embed"]
+    df, matrix, emb = _corpus_and_embeddings(refs["corpus"], embed)
+    stats = _gap_stats(refs["gap"], emb, config) if config.gap_correction or config.noise else None
+    retrieval, exclude = _retrieval(refs["index"], df, matrix, emb) if config.uses_retrieval else (None, None)
+    images = _paired_images(refs["image_embed"], df, config, emb.dim)
     n = df.height
     if retrieval is None:
         exclude = [np.empty(0, np.int64)] * n

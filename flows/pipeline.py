@@ -37,7 +37,7 @@ def train(config: PipelineConfig, corpus: ArtifactRef, embed: ArtifactRef, gap: 
 
 
 @flow(name="tomcap-evaluate")
-def evaluate(config: PipelineConfig, checkpoint: str, index: str, data_dir: str | None = None) -> ArtifactRef:
+def evaluate(config: PipelineConfig, checkpoint: str, index: str, data_dir: str | None = None) -> dict[str, ArtifactRef]:
     """Stages 6-7 for a checkpoint and a datastore (artifact folders): caption the test images, score them.
 
     This is how a datastore is swapped: pass another index artifact; only these stages rerun."""
@@ -45,7 +45,7 @@ def evaluate(config: PipelineConfig, checkpoint: str, index: str, data_dir: str 
     images = embed_images_task(config.test_images, dd)
     gen = generate_task(config.generate, dd, train=load_ref(checkpoint, "train"), index=load_ref(index, "index"),
                         images=images)
-    return evaluate_task(config.evaluate, dd, generate=gen)
+    return {"generate": gen, "evaluate": evaluate_task(config.evaluate, dd, generate=gen)}
 
 
 @flow(name="tomcap-pipeline")
@@ -53,4 +53,4 @@ def tomcap_pipeline(config: PipelineConfig, data_dir: str | None = None) -> Arti
     """The whole pipeline: prepare -> train -> evaluate; returns the evaluation artifact."""
     refs = prepare(config, data_dir)
     checkpoint = train(config, refs["corpus"], refs["embed"], refs["gap"], refs["index"], data_dir)
-    return evaluate(config, checkpoint.path, refs["index"].path, data_dir)
+    return evaluate(config, checkpoint.path, refs["index"].path, data_dir)["evaluate"]

@@ -27,13 +27,20 @@ log = logging.getLogger(__name__)
 
 CONFIG_ARG, DATA_DIR_ARG = "config", "data_dir"
 """Every stage task takes its config and the data dir under these names; other ArtifactRef
-arguments are its upstream artifacts."""
+arguments (or name -> ArtifactRef dicts) are its upstream artifacts."""
+
+
+def _is_refs(value: Any) -> bool:
+    """An upstream input: one ArtifactRef, or a name -> ArtifactRef mapping (e.g. one per demo variant)."""
+    if isinstance(value, ArtifactRef):
+        return True
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, ArtifactRef) for v in value.values())
 
 
 def stage_cache_key(stage_module: str, inputs: dict[str, Any]) -> tuple[str, str, str]:
     """(stage name, artifact key, Prefect record key) for a stage task's inputs."""
     mod = importlib.import_module(stage_module)
-    refs = {k: v for k, v in inputs.items() if isinstance(v, ArtifactRef)}
+    refs = {k: v for k, v in inputs.items() if _is_refs(v)}
     config = inputs[CONFIG_ARG]
     key = stage_key(mod.SPEC, config, mod.upstream_fingerprints(config, **refs))
     data_dir = str(Path(inputs[DATA_DIR_ARG]).resolve())
@@ -60,7 +67,7 @@ def _drop_if_stale(task: Any, record_key: str, current: ArtifactRef | None) -> N
         log.warning("cannot drop stale cache record %s from %r; set PREFECT_TASKS_REFRESH_CACHE=true", record_key, storage)
         return
     Path(resolve(record_key)).unlink(missing_ok=True)
-    log.info("dropped stale cache record %s (artifact missing or rebuilt)", record_key)
+    log.warning("dropped stale cache record %s (artifact missing or rebuilt)", record_key)
 
 
 @dataclass

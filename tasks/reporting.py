@@ -85,3 +85,9 @@ def publish_metrics(ref: ArtifactRef) -> None:
         runs = {v["name"]: v["metrics"] for v in json.loads(ref.file("sweep.json").read_text()).values()}
     table = [{"results": name, **{k: v for k, v in m.items() if isinstance(v, (int, float))}} for name, m in runs.items()]
     create_table_artifact(key="tomcap-eval-metrics", table=table, description=_describe(ref))
+
+
+def publish_demo_report(ref: ArtifactRef) -> None:
+    """The demo's comparison table (report.md) as the 'tomcap-demo-report' markdown artifact."""
+    create_markdown_artifact(key="tomcap-demo-report", markdown=ref.file("report.md").read_text(encoding="utf-8"),
+                             description=_describe(ref))

@@ -14,6 +14,7 @@ from prefect import Task, task
 
 from tomcap.artifacts import ArtifactRef
 from tomcap.corpus import run_corpus
+from tomcap.demo.report import run_demo_report
 from tomcap.embed import run_embed, run_embed_images
 from tomcap.evaluate.stage import run_evaluate
 from tomcap.gap import run_gap
@@ -24,8 +25,8 @@ from tomcap.train.stage import run_train
 from tomcap.world.stage import run_world
 
 from .cache import stage_policy
-from .reporting import (TrainingProgress, publish_corpus_stats, publish_gap_report, publish_index_info,
-                        publish_metrics, publish_samples, publish_training_curve)
+from .reporting import (TrainingProgress, publish_corpus_stats, publish_demo_report, publish_gap_report,
+                        publish_index_info, publish_metrics, publish_samples, publish_training_curve)
 
 TASK_RETRIES = 1
 RETRY_DELAY_S = 5
@@ -70,3 +71,4 @@ index_task = stage_task("tomcap.index.stage", run_index, publish_index_info)
 train_task = _task("tomcap.train.stage", _train)
 generate_task = stage_task("tomcap.generate.stage", run_generate, publish_samples)
 evaluate_task = stage_task("tomcap.evaluate.stage", run_evaluate, publish_metrics)
+demo_report_task = stage_task("tomcap.demo.report", run_demo_report, publish_demo_report)

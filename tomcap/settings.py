@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from .config import StageConfig, read_yaml_mapping, validate_config
 from .constants import DEFAULT_DATA_DIR
@@ -18,6 +20,20 @@ from .train.config import TrainConfig
 from .embed.config import EmbedConfig, ImageEmbedConfig
 from .gap import GapConfig
 from .index.config import IndexConfig
+from .generate.config import GenerateConfig
+from .demo.config import DemoConfig
+
+CLIP_FIELDS = ("model", "pretrained", "init_seed")
+CLIP_SECTIONS = ("embed", "embed_images", "test_images", "paired_images")
+"""Sections that run the CLIP model; they must all use the same one (set it once under ``clip:``)."""
+
+
+class ClipChoice(StageConfig):
+    """The CLIP model of a run: any open_clip name with a pretrained tag or weights file (null: random init)."""
+
+    model: str = Field(default=EmbedConfig().model, description="open_clip model name (`tomcap models` lists them)")
+    pretrained: str | None = Field(default=None, description="open_clip tag or local weights file")
+    init_seed: int = 0
 
 
 class PipelineConfig(StageConfig):
@@ -32,6 +48,35 @@ class PipelineConfig(StageConfig):
     embed_images: ImageEmbedConfig = ImageEmbedConfig()
     gap: GapConfig = GapConfig()
     index: IndexConfig = IndexConfig()
+    clip: ClipChoice | None = Field(default=None, description="CLIP model for every section in CLIP_SECTIONS")
+    test_images: ImageEmbedConfig = Field(default=ImageEmbedConfig(), description="images to caption and score")
+    paired_images: ImageEmbedConfig = Field(default=ImageEmbedConfig(),
+                                            description="images of the corpus captions (paired oracle only)")
+    generate: GenerateConfig = GenerateConfig()
+    demo: DemoConfig = DemoConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_clip(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("clip"), dict):
+            return data
+        clip = data["clip"]
+        data = dict(data)
+        for section in CLIP_SECTIONS:
+            sub = dict(data.get(section) or {})
+            for f in CLIP_FIELDS:
+                if f in clip:
+                    sub.setdefault(f, clip[f])
+            data[section] = sub
+        return data
+
+    @model_validator(mode="after")
+    def _same_clip(self) -> "PipelineConfig":
+        chosen = {s: tuple(getattr(getattr(self, s), f) for f in CLIP_FIELDS) for s in CLIP_SECTIONS}
+        if len(set(chosen.values())) > 1:
+            raise ValueError(f"sections use different CLIP models {chosen}; fix: set the model once under 'clip:' "
+                             "and remove model/pretrained/init_seed from the sections")
+        return self
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:
         return Path(override or self.data_dir or DEFAULT_DATA_DIR).resolve()
@@ -47,7 +92,10 @@ def load_pipeline_config(path: Path | None) -> PipelineConfig:
     return validate_config(PipelineConfig, with_base, source=str(path))
 
 
-_PATH_KEYS = frozenset({"path", "data_dir", "refs", "images", "checkpoint", "pretrained_path", "gpt2_dir"})
+_PATH_KEYS = frozenset({"path", "data_dir", "refs", "images", "checkpoint", "pretrained_path", "gpt2_dir",
+                        "annotations", "results"})
+_MAYBE_PATH_KEYS = frozenset({"pretrained", "clip_pretrained"})
+"""Keys that hold a tag or a path: made absolute only when the file exists beside the YAML."""
 
 
 def _resolve_relative(obj, base: Path):
@@ -55,8 +103,11 @@ def _resolve_relative(obj, base: Path):
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            if k in _PATH_KEYS and isinstance(v, str) and v and not Path(v).is_absolute():
+            relative = isinstance(v, str) and v and not Path(v).is_absolute()
+            if relative and (k in _PATH_KEYS or (k in _MAYBE_PATH_KEYS and (base / v).exists())):
                 out[k] = str((base / v).resolve())
+            elif k in _PATH_KEYS and isinstance(v, list) and all(isinstance(i, str) for i in v):
+                out[k] = [i if Path(i).is_absolute() else str((base / i).resolve()) for i in v]
             else:
                 out[k] = _resolve_relative(v, base)
         return out

@@ -24,6 +24,8 @@ class WorldConfig(StageConfig):
                                        description="share of one-object scenes (the zero-shot probes use these)")
     relation_share: float = Field(default=0.4, ge=0.0, le=1.0,
                                   description="share of two-object captions written as a relation (left of / above)")
+    render_train_images: bool = Field(default=False, description="also write the train scenes' images (named by "
+                                      "scene id) for the paired-training oracle; text-only training never reads them")
 
     @model_validator(mode="after")
     def _single_possible(self) -> "WorldConfig":

@@ -20,6 +20,7 @@ CORPUS_FILE = "world_captions_train.jsonl"
 TEST_ANNOTATIONS_FILE = "world_captions_test.json"
 TEST_SCENES_FILE = "world_scenes_test.jsonl"
 TEST_IMAGES_SUBDIR = "test_images"
+TRAIN_IMAGES_SUBDIR = "train_images"
 INFO_FILE = "world_info.json"
 
 
@@ -39,13 +40,14 @@ class WorldPaths:
     test_images_dir: Path
     test_scenes: Path
     info: Path
+    train_images_dir: Path
 
 
 def world_paths(out_dir: Path) -> WorldPaths:
     out = Path(out_dir)
     return WorldPaths(root=out, corpus_file=out / CORPUS_FILE, test_annotations=out / TEST_ANNOTATIONS_FILE,
                       test_images_dir=out / TEST_IMAGES_SUBDIR, test_scenes=out / TEST_SCENES_FILE,
-                      info=out / INFO_FILE)
+                      info=out / INFO_FILE, train_images_dir=out / TRAIN_IMAGES_SUBDIR)
 
 
 def scene_record(scene: Scene) -> dict:
@@ -66,8 +68,12 @@ def generate_world(out_dir: Path, config: WorldConfig | None = None) -> WorldPat
     test = test_scenes(world)
     train = train_scenes(world, {s.key() for s in test})
     n_captions = 0
+    if world.render_train_images:
+        paths.train_images_dir.mkdir(parents=True, exist_ok=True)
     with paths.corpus_file.open("w", encoding="utf-8") as f:
         for s in train:
+            if world.render_train_images:
+                render_scene(s, world.image_size).save(paths.train_images_dir / f"{s.scene_id}.png", optimize=False)
             for c in scene_captions(s, world.captions_per_image, world.seed, world.relation_share):
                 f.write(json.dumps({"caption": c, "image_id": s.scene_id, "split": TRAIN_STREAM}) + "\n")
                 n_captions += 1

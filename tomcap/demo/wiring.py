@@ -1,0 +1,28 @@
+"""Point a pipeline config at a generated world: corpus, image folders, references, CLIP for the metrics."""
+from __future__ import annotations
+
+from ..artifacts import ArtifactRef
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # settings imports the demo config: avoid the import cycle at run time
+    from ..settings import PipelineConfig
+from ..world.stage import world_artifact_paths
+
+
+def demo_pipeline_config(cfg: PipelineConfig, world: ArtifactRef, unpaired: ArtifactRef) -> PipelineConfig:
+    """``cfg`` with its inputs taken from the ``world`` artifact (and the gap's unpaired images from
+    ``unpaired``). Pure: returns a new config."""
+    from ..corpus import SourceConfig
+
+    w, u = world_artifact_paths(world), world_artifact_paths(unpaired)
+    corpus = cfg.corpus.model_copy(update={"sources": [SourceConfig(path=w.corpus_file, name="world")]})
+    evaluate = cfg.evaluate.model_copy(update={"refs": w.test_annotations, "images": w.test_images_dir,
+                                               "clip_model": cfg.embed.model, "clip_pretrained": cfg.embed.pretrained})
+    return cfg.model_copy(update={
+        "corpus": corpus,
+        "embed_images": cfg.embed_images.model_copy(update={"images": u.test_images_dir}),
+        "test_images": cfg.test_images.model_copy(update={"images": w.test_images_dir}),
+        "paired_images": cfg.paired_images.model_copy(update={"images": w.train_images_dir}),
+        "generate": cfg.generate.model_copy(update={"annotations": w.test_annotations}),
+        "evaluate": evaluate,
+    })

@@ -66,3 +66,43 @@ def test_images_from_another_clip_are_refused(built, tmp_path):
     assert not list((data / "artifacts" / "generate").glob("*/manifest.json")) or all(
         json.loads(p.read_text())["upstream"]["images"] != other.fingerprint
         for p in (data / "artifacts" / "generate").glob("*/manifest.json"))
+
+
+def _caption_args(built, tmp_path, *extra, clip_seed=0):
+    world, data, _, _, index, _, train = built
+    cfg = tmp_path / "cap.yaml"
+    cfg.write_text(f"clip: {{model: {CLIP}, init_seed: {clip_seed}}}\n"
+                   "generate: {decode: {strategy: greedy, max_new_tokens: 4}}\n")
+    images = sorted(world.test_images_dir.glob("*.png"))[:2]
+    return ["caption", *map(str, images), "--config", str(cfg), "--data-dir", str(data), "--checkpoint", train.path,
+            "--index", index.path, *extra], images
+
+
+def test_caption_cli(built, tmp_path, capsys):
+    from tomcap.cli.main import main
+
+    args, images = _caption_args(built, tmp_path, "--guidance", "2.0")
+    assert main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(p) for p in images]
+
+
+@pytest.mark.parametrize("case", ["negative_guidance", "bad_image", "other_clip"])
+def test_caption_cli_bad_input(built, tmp_path, capsys, case):
+    from tomcap.cli.main import main
+
+    if case == "negative_guidance":
+        args, _ = _caption_args(built, tmp_path, "--guidance", "-1")
+        needle = "negative"
+    elif case == "bad_image":
+        bad = tmp_path / "broken.png"
+        bad.write_bytes(b"not a png")
+        args, _ = _caption_args(built, tmp_path)
+        args.insert(1, str(bad))
+        needle = "broken.png"
+    else:
+        args, _ = _caption_args(built, tmp_path, clip_seed=7)
+        needle = "CLIP models differ"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Fix:" in err

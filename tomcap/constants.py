@@ -27,7 +27,8 @@ HASH_CHUNK_BYTES = 1 << 20
 
 SHARED_CAPTIONS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "captions"
 """Real caption annotations kept beside the checkout (../shared/data/captions), used by the demo and benchmarks."""
-DEMO_CORPUS_FILE = SHARED_CAPTIONS_DIR / "karpathy" / "coco_karpathy_test.json"
+DEMO_CONFIG_FILE = PROJECT_ROOT / "configs" / "demo.yaml"
+"""Pipeline config of `tomcap demo` (the embedded world with the shipped tiny CLIP and GPT-2)."""
 
 CORPUS_UPDATED_EVENT = "tomcap.corpus.updated"
 """Prefect event that triggers the 'retrain' deployment (emitted by `tomcap corpus --emit-event` and `tomcap watch`)."""

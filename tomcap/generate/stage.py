@@ -56,8 +56,12 @@ def coco_ids_by_file(annotations: Path, files: list[str]) -> list[int]:
 
 def check_same_clip(train: ArtifactRef, store: Datastore, images: EmbeddingSet) -> None:
     """Refuse a checkpoint, datastore and images embedded with different CLIP models."""
+    check_same_clip_fingerprints(train, store, images.model_fingerprint)
+
+
+def check_same_clip_fingerprints(train: ArtifactRef, store: Datastore, clip_fingerprint: str) -> None:
     trained = train.manifest().info.get("clip_model_fingerprint")
-    found = {"checkpoint": trained, "datastore": store.model_fingerprint, "images": images.model_fingerprint}
+    found = {"checkpoint": trained, "datastore": store.model_fingerprint, "images": clip_fingerprint}
     if len(set(found.values())) != 1:
         raise ArtifactError(
             f"CLIP models differ: {found}", path=train.dir,

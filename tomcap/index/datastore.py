@@ -62,6 +62,7 @@ class Datastore:
                                  shards=[np.load(ref.file(s), mmap_mode="r") for s in self.info["shards"]])
         self._image_rows: dict[str, np.ndarray] | None = None
         self._caption_rows: dict[str, int] | None = None
+        self._columns: dict[str, np.ndarray] = {}
 
     @classmethod
     def open(cls, ref_or_path: ArtifactRef | Path | str) -> "Datastore":
@@ -129,7 +130,9 @@ class Datastore:
 
     def _take(self, column: str, rows):
         rows = np.asarray(rows, np.int64)
-        values = self.meta[column].to_numpy()
+        if column not in self._columns:  # converted once: training calls this every step
+            self._columns[column] = self.meta[column].to_numpy()
+        values = self._columns[column]
         flat = [values[r] if r != NO_ROW else None for r in rows.ravel()]
         return flat if rows.ndim <= 1 else [flat[a:a + rows.shape[-1]] for a in range(0, len(flat), rows.shape[-1])]
 

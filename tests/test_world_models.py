@@ -24,7 +24,7 @@ def test_one_step_clip_trains_saves_and_loads(tmp_path):
     assert out.weights.is_file() and record_path(out.weights).is_file()
     clip = load_clip(WORLD_CLIP_NAME, pretrained=str(out.weights), device="cpu")
     assert clip.embed_dim == 128
-    assert float(clip.model.logit_scale.exp()) == pytest.approx(cfg.logit_scale, rel=1e-2)
+    assert float(clip.model.logit_scale.detach().exp()) == pytest.approx(cfg.logit_scale, rel=1e-2)
     metrics = probe_clip(clip.model, clip.tokenizer, TINY_WORLD, n_images=10)
     assert metrics["n_texts"] == 50 and 0.0 <= metrics["zero_shot_color"] <= 1.0
 
@@ -84,3 +84,14 @@ def test_probe_cli_missing_models_is_a_clear_error(tmp_path, capsys):
     assert main(["world", "probe", "--models-dir", str(tmp_path), "--n-images", "5"]) == 2
     err = capsys.readouterr().err
     assert "tomcap-world-clip.safetensors" in err and "build-models" in err
+
+
+@pytest.mark.slow
+def test_build_models_cli_end_to_end(tmp_path, capsys):
+    """The real `build-models` path with 1 training step each, a small test split and no real captions."""
+    out = tmp_path / "models"
+    assert main(["world", "build-models", "--out", str(out), "--clip-steps", "1", "--gpt2-steps", "1",
+                 "--n-test", "40", "--real-captions", str(tmp_path / "absent.json")]) == 0
+    card = (out / "README.md").read_text()
+    assert "zero-shot shape" in card and "held-out perplexity" in card
+    assert json.loads((out / "world_models_metrics.json").read_text())["clip"]["n_images"] == 40

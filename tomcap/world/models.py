@@ -79,6 +79,16 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+CLIP_TARGETS = {"zero_shot_color": 0.9, "zero_shot_shape": 0.9, "zero_shot_size": 0.9, "zero_shot_position": 0.9,
+                "i2t_recall@1": 0.5, "modality_gap": 0.5}
+"""Acceptance targets of the world CLIP (issue: zero-shot >= 90% per attribute, i->t R@1 >= 50%, gap >= ~0.5)."""
+
+
+def _targets_line(cm: dict[str, Any]) -> str:
+    missed = [f"{k} = {cm[k]:.3f} < {t}" for k, t in CLIP_TARGETS.items() if cm[k] < t]
+    return "All targets met." if not missed else "**Targets not met:** " + "; ".join(missed) + "."
+
+
 def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
     """``README.md`` with exact configs, seeds, data sizes, timings and the probe metrics of both models."""
     from ..clip import MODEL_CONFIG_DIR
@@ -131,6 +141,8 @@ def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
         f"| text->image recall@1 | {_fmt(cm['t2i_recall@1'])} | | |",
         f"| modality gap ‖mean(img) - mean(txt)‖ | {_fmt(cm['modality_gap'])} | | >= ~0.5 (real CLIP on COCO ~0.8) |",
         f"| mean cosine of matched pairs | {_fmt(cm['mean_cos_matched'])} | | |",
+        "",
+        _targets_line(cm),
         "",
         f"## tomcap-world-gpt2 (`{GPT2_SUBDIR}/`, {size_mb(models_dir / GPT2_SUBDIR / 'model.safetensors'):.1f} MiB)",
         "",

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--real-captions", type=Path, default=REAL_CAPTIONS_DEFAULT,
                    help="Karpathy JSON mixed into the GPT-2 corpus if it exists")
     b.add_argument("--clip-steps", type=int, default=None, help="override the CLIP training steps")
+    b.add_argument("--clip-finetune-steps", type=int, default=None, help="override the CLIP phase-2 steps (0: none)")
     b.add_argument("--gpt2-steps", type=int, default=None, help="override the GPT-2 training steps")
     b.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     _world_args(b)
@@ -75,7 +76,8 @@ def run_build(args: argparse.Namespace) -> int:
     from ..world.config import ClipTrainConfig, Gpt2TrainConfig
     from ..world.models import PARTS, build_models
 
-    clip_cfg = ClipTrainConfig(**({"steps": args.clip_steps} if args.clip_steps else {}))
+    overrides = {"steps": args.clip_steps, "finetune_steps": args.clip_finetune_steps}
+    clip_cfg = ClipTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     gpt2_cfg = Gpt2TrainConfig(**({"steps": args.gpt2_steps} if args.gpt2_steps else {}))
     parts = (args.only,) if args.only else PARTS
     metrics = build_models(args.out, _world_config(args), clip_cfg, gpt2_cfg, real_captions=args.real_captions,

@@ -55,6 +55,10 @@ class ClipTrainConfig(StageConfig):
                                        description="share of each batch that are one-attribute twins of other scenes")
     hard_negative_mix: tuple[float, float, float, float] = Field(
         default=UNIFORM_MIX, description="relative odds that a twin differs in shape, colour, size, position")
+    finetune_steps: int = Field(default=400, ge=0, description="phase-2 steps from the saved phase-1 weights; 0: none")
+    finetune_lr: float = Field(default=5e-4, gt=0)
+    finetune_mix: tuple[float, float, float, float] = Field(
+        default=(4.0, 1.0, 1.0, 1.0), description="phase-2 hard_negative_mix: mostly shape twins")
     gap_target: float = Field(default=0.8, ge=0.0, le=2.0,
                               description="centroid distance kept by a hinge penalty (real CLIP on COCO: ~0.8)")
     gap_weight: float = Field(default=10.0, ge=0.0, description="weight of the gap hinge; 0 disables it")

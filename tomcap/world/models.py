@@ -122,6 +122,8 @@ def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
         "  keeps that centroid distance near real CLIP's (~0.8 on COCO) instead of letting short training erode it.",
         "  The contrastive loss is nearly invariant to the gap, so this costs little accuracy, and it leaves the",
         "  pipeline a realistic gap to correct.",
+        "- phase 2 (if `finetune_steps` > 0): that many more steps from the saved phase-1 weights (fp16, fresh",
+        "  optimizer, `finetune_lr`), with twins drawn by `finetune_mix` (mostly shape, the attribute learned last).",
         "",
         f"- device: {crec['device']}; training time: {crec['train_seconds']:.0f} s; "
         f"pairs seen: {crec['pairs_seen']} (generated on the fly, test-split scene keys excluded); "

@@ -136,12 +136,41 @@ def train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path,
 
 def _train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path, dev: torch.device,
                 probe_every: int) -> TrainResult:
-    from safetensors.torch import save_file
-
     model, tokenizer = build_clip(cfg.model_name, dev)
     with torch.no_grad():
         model.logit_scale.fill_(math.log(cfg.logit_scale))
     model.logit_scale.requires_grad_(False)
+    history, seconds = _run_phase(model, tokenizer, cfg, world, dev, 0, probe_every)
+    record = _save(model, cfg, world, dev, out_file, {"phase1": {"seconds": round(seconds, 1), "history": history}})
+    if cfg.finetune_steps:
+        return finetune_clip(cfg, world, out_file, out_file, dev, probe_every)
+    return TrainResult(weights=out_file, record=record)
+
+
+def finetune_phase_config(cfg: ClipTrainConfig) -> ClipTrainConfig:
+    """Phase 2: a short, lower-lr run whose twins mostly differ in shape (the attribute learned last)."""
+    return cfg.model_copy(update={"steps": cfg.finetune_steps, "lr": cfg.finetune_lr,
+                                  "warmup_steps": min(cfg.warmup_steps, cfg.finetune_steps // 10),
+                                  "hard_negative_mix": cfg.finetune_mix})
+
+
+def finetune_clip(cfg: ClipTrainConfig, world: WorldConfig, phase1_weights: Path, out_file: Path,
+                  dev: torch.device, probe_every: int = 0) -> TrainResult:
+    """Phase 2 from the saved phase-1 file (fp16 as on disk, fresh optimizer), so it can be re-run alone."""
+    from safetensors.torch import load_file
+
+    phase1 = json.loads(record_path(phase1_weights).read_text())
+    model, tokenizer = build_clip(cfg.model_name, dev)
+    model.load_state_dict(load_file(str(phase1_weights)))
+    model.logit_scale.requires_grad_(False)
+    history, seconds = _run_phase(model, tokenizer, finetune_phase_config(cfg), world, dev, cfg.steps, probe_every)
+    phases = {"phase1": phase1["phases"]["phase1"], "phase2": {"seconds": round(seconds, 1), "history": history}}
+    return TrainResult(weights=out_file, record=_save(model, cfg, world, dev, out_file, phases))
+
+
+def _run_phase(model: Any, tokenizer: Any, cfg: ClipTrainConfig, world: WorldConfig, dev: torch.device,
+               step_offset: int, probe_every: int) -> tuple[list[dict[str, float]], float]:
+    """``cfg.steps`` optimizer steps on fresh batches (seeded by ``step + step_offset``); returns (history, seconds)."""
     mean, std = preprocess_stats(model)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     excluded = test_keys(world)
@@ -151,7 +180,7 @@ def _train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path, dev: t
     loss_ema = None
     for step in range(cfg.steps):
         model.train()
-        scenes, texts = train_batch(step, cfg, world, excluded)
+        scenes, texts = train_batch(step + step_offset, cfg, world, excluded)
         images = image_tensor(render_batch(scenes, image_size), mean, std).to(dev)
         tokens = tokenizer(texts).to(dev)
         for g in opt.param_groups:
@@ -170,22 +199,30 @@ def _train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path, dev: t
         loss_val = float(loss.detach())
         loss_ema = loss_val if loss_ema is None else 0.95 * loss_ema + 0.05 * loss_val
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            log.info("clip step %d/%d loss %.4f (ema %.4f) batch gap %.3f lr %.2e %.1fs", step, cfg.steps, loss_val,
-                     loss_ema, float(gap.detach()), lr_at(step, cfg), time.time() - t0)
+            log.info("clip step %d/%d (offset %d) loss %.4f (ema %.4f) batch gap %.3f lr %.2e %.1fs", step,
+                     cfg.steps, step_offset, loss_val, loss_ema, float(gap.detach()), lr_at(step, cfg), time.time() - t0)
             history.append({"step": step, "loss": loss_val, "loss_ema": loss_ema, "batch_gap": float(gap.detach()),
                             "seconds": time.time() - t0})
         if probe_every and step and step % probe_every == 0:
             metrics = probe_clip(model, tokenizer, world, PROBE_IMAGES_DURING_TRAINING, dev)
             log.info("clip step %d probe %s", step, json.dumps({k: round(v, 3) for k, v in metrics.items()}))
-    train_seconds = time.time() - t0
+    return history, time.time() - t0
+
+
+def _save(model: Any, cfg: ClipTrainConfig, world: WorldConfig, dev: torch.device, out_file: Path,
+          phases: dict[str, Any]) -> dict[str, Any]:
+    """fp16 safetensors (half the committed size; load_state_dict copies back into fp32) + the training record."""
+    from safetensors.torch import save_file
+
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    # fp16 on disk halves the committed size; load_state_dict copies it back into fp32 parameters
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out_file), metadata={"model_name": cfg.model_name, "seed": str(cfg.seed)})
+    seconds = sum(p["seconds"] for p in phases.values())
+    steps = cfg.steps + (cfg.finetune_steps if "phase2" in phases else 0)
     record = {"model_name": cfg.model_name, "train_config": cfg.model_dump(mode="json"),
               "world_config": world.model_dump(mode="json"), "device": str(dev),
-              "train_seconds": round(train_seconds, 1), "pairs_seen": cfg.steps * cfg.batch_size,
-              "n_parameters": sum(p.numel() for p in model.parameters()), "history": history}
+              "train_seconds": round(seconds, 1), "pairs_seen": steps * cfg.batch_size,
+              "n_parameters": sum(p.numel() for p in model.parameters()), "phases": phases}
     record_path(out_file).write_text(json.dumps(record, indent=2))
-    return TrainResult(weights=out_file, record=record)
+    return record

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ..artifacts import ArtifactRef
@@ -36,3 +37,14 @@ def report(ref: ArtifactRef, args: argparse.Namespace, lines: list[str] | None =
         payload = m.model_dump(mode="json")
         payload.update(path=ref.path, cached=ref.cached)
         print(json.dumps(payload, sort_keys=True))
+
+
+PREFECT_STARTUP_TIMEOUT_S = "180"
+"""A busy 2-core machine can need well over Prefect's default to start the ephemeral server."""
+
+
+def prefect_defaults() -> None:
+    """Offline, telemetry-free Prefect with a patient ephemeral-server start (user settings win)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", PREFECT_STARTUP_TIMEOUT_S)

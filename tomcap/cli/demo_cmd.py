@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from ..constants import DEMO_CONFIG_FILE
 from ..settings import load_pipeline_config
+from .common import prefect_defaults
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     resolve_pretrained(cfg.embed.model, cfg.embed.pretrained)
     load_tokenizer(cfg.train.model.decoder_source)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    prefect_defaults()
     from flows.demo import demo  # Prefect is imported only by commands that orchestrate
 
     t0 = time.perf_counter()

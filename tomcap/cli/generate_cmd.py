@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ from ..artifacts import ArtifactRef, ArtifactStore, load_ref
 from ..constants import DEMO_CONFIG_FILE
 from ..errors import ArtifactError, ConfigError
 from ..settings import load_pipeline_config
-from .common import add_stage_args, load_config, report
+from .common import add_stage_args, load_config, prefect_defaults, report
 
 FULL_RECIPE = {"query": "text", "gap_correction": True, "noise": True, "retrieval_prompt": True, "retrieval_cross": True}
 """Training switches of the full text-only TOMCap model (the default checkpoint of `tomcap caption`)."""
@@ -118,8 +117,7 @@ def _clip_fp(cfg) -> str:
 
 def run_pipeline(args: argparse.Namespace) -> int:
     cfg = load_pipeline_config(args.config)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    prefect_defaults()
     from flows.pipeline import tomcap_pipeline
 
     ref = tomcap_pipeline(cfg, str(cfg.resolved_data_dir(args.data_dir)))

@@ -22,7 +22,9 @@ def test_choose_index_is_a_pure_function_of_n_dim_memory():
     assert choose_index(1000, 512, gib).key == "Flat"
     assert choose_index(FLAT_MAX_ROWS, 512, gib).key == "Flat"
     big = choose_index(1_000_000, 512, 8 * gib)
-    assert big.key == "IVF4096,SQ8" and big.nprobe == 32 and big.train_rows <= 1_000_000
+    assert big.key == "IVF4096,PQ128x4fs,Refine(SQfp16)" and big.nprobe == 32 and big.train_rows <= 1_000_000
+    assert choose_index(1_000_000, 512, gib).key == "IVF4096,SQ8"  # fp16 refine copies (1 GB) do not fit
+    assert choose_index(1_000_000, 510, 8 * gib).key == "IVF4096,SQ8"  # PQ needs dim divisible by 4
     assert choose_index(10_000_000, 512, 8 * gib).nlist > big.nlist  # nlist grows with N
     assert choose_index(50_000, 512, 40 * 2**20).key.endswith("SQ8")  # Flat (100 MB) does not fit 40 MiB
     assert choose_index(1_000_000, 512, 400 * 2**20).key.endswith("SQ4")
@@ -75,6 +77,20 @@ def test_ivf_datastore_tunes_nprobe(built):
     ds = Datastore.open(ref)
     res = ds.search(ds.embeddings(np.arange(3)), k=5, exclude_rows=[np.array([0]), np.array([1]), np.array([], np.int64)])
     assert 0 not in res.rows[0] and 1 not in res.rows[1]
+
+
+def test_fast_scan_refine_datastore(built):
+    data, corpus, embed = built
+    ref = run_index(IndexConfig(index_key="IVF8,PQ8x4fs,Refine(SQfp16)", target_recall=0.9), data, embed=embed, corpus=corpus)
+    info = ref.manifest().info
+    assert info["refine_k_factor"] == 16 and (info["recall@10"] >= 0.9 or info["nprobe"] == 8)
+    ds = Datastore.open(ref)
+    assert ds.index.k_factor == 16
+    q = ds.embeddings(np.arange(4))
+    res = ds.search(q, k=3, exclude_rows=[np.array([i]) for i in range(4)])
+    assert not any(i in res.rows[i] for i in range(4))
+    # Refined scores are inner products of the (fp16) stored vectors: they match a direct recomputation.
+    np.testing.assert_allclose(res.scores, np.einsum("qd,qkd->qk", q, ds.embeddings(res.rows)), atol=1e-3)
 
 
 def test_wrong_dim_and_bad_key(built, tmp_path, capsys):

@@ -46,6 +46,16 @@ def read_index(path: Path):
         return faiss.read_index(str(path)), False
 
 
+def set_refine_k_factor(index, k_factor: int) -> bool:
+    """Re-rank k_factor·k candidates in refine indexes (``...,Refine(...)``/``RFlat``); False if not one."""
+    import faiss
+
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = k_factor
+        return True
+    return False
+
+
 class Datastore:
     """An opened 'index' artifact. Build one with :func:`tomcap.index.run_index`."""
 
@@ -57,6 +67,8 @@ class Datastore:
             import faiss
 
             faiss.extract_index_ivf(self.index).nprobe = int(self.info["nprobe"])
+        if self.info.get("refine_k_factor"):
+            set_refine_k_factor(self.index, int(self.info["refine_k_factor"]))
         self.meta = pl.read_parquet(ref.file(TEXTS_FILE))
         self._emb = EmbeddingSet(ref=ref, info=self.info, ids=self.meta.select("caption_id"),
                                  shards=[np.load(ref.file(s), mmap_mode="r") for s in self.info["shards"]])

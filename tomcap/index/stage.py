@@ -21,14 +21,16 @@ from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
 from ..embed.store import EmbeddingSet
 from ..errors import ArtifactError
 from .config import IndexConfig
-from .datastore import INDEX_FILE, INFO_FILE, STAGE, TEXTS_FILE
-from .select import IndexChoice, choose_index
+from .datastore import INDEX_FILE, INFO_FILE, STAGE, TEXTS_FILE, set_refine_k_factor
+from .select import REFINE_K_FACTOR, IndexChoice, choose_index
 
 log = logging.getLogger(__name__)
 
 SPEC = StageSpec(name=STAGE, version="1", modules=("tomcap.index",))
 ADD_BATCH_ROWS = 65_536
 EXACT_CHUNK_ROWS = 131_072
+NPROBE_RESOLUTION = 8
+"""nprobe tuning stops bisecting once the bracket is within 1/8 of the answer."""
 
 
 def upstream_fingerprints(config: IndexConfig, embed: ArtifactRef, corpus: ArtifactRef) -> dict[str, str]:
@@ -65,6 +67,7 @@ def build_faiss(emb: EmbeddingSet, choice: IndexChoice, train_idx: np.ndarray):
         index.train(emb.rows(np.sort(train_idx)))
     for block in emb.iter_batches(ADD_BATCH_ROWS):
         index.add(block)
+    set_refine_k_factor(index, REFINE_K_FACTOR)
     return index
 
 
@@ -75,18 +78,28 @@ def _timed_search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, float
 
 
 def tune_nprobe(index, queries: np.ndarray, truth: np.ndarray, start: int, target: float, k: int) -> tuple[int, float, float]:
-    """Double nprobe from ``start`` until recall@k ≥ target (or all lists): -> (nprobe, recall, qps)."""
+    """Smallest nprobe with recall@k ≥ target (or all lists): double from ``start``, then bisect to within
+    1/NPROBE_RESOLUTION; sets it on the index -> (nprobe, recall, qps). QPS is re-timed at the final nprobe."""
     import faiss
 
     ivf = faiss.extract_index_ivf(index)
-    nprobe = start
-    while True:
+
+    def recall_and_qps(nprobe: int) -> tuple[float, float]:
         ivf.nprobe = nprobe
         rows, qps = _timed_search(index, queries, k)
-        recall = recall_at_k(rows, truth)
-        if recall >= target or nprobe >= ivf.nlist:
-            return nprobe, recall, qps
-        nprobe = min(ivf.nlist, nprobe * 2)
+        return recall_at_k(rows, truth), qps
+
+    failing, nprobe = 0, min(start, ivf.nlist)
+    while recall_and_qps(nprobe)[0] < target and nprobe < ivf.nlist:
+        failing, nprobe = nprobe, min(ivf.nlist, nprobe * 2)
+    while failing and nprobe - failing > max(1, nprobe // NPROBE_RESOLUTION):
+        mid = (failing + nprobe) // 2
+        if recall_and_qps(mid)[0] >= target:
+            nprobe = mid
+        else:
+            failing = mid
+    recall, qps = recall_and_qps(nprobe)
+    return nprobe, recall, qps
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -158,7 +171,7 @@ def run_index(config: IndexConfig, data_dir: Path | str, embed: ArtifactRef, cor
             _link_or_copy(emb.ref.file(s), tmp / s)
         texts.write_parquet(tmp / TEXTS_FILE)
         info = {"index_key": choice.key, "auto_choice": auto.key, "nprobe": nprobe, "n": n, "dim": dim,
-                "metric": "inner_product", "build_s": round(build_s, 3), "train_rows": int(len(train_idx)) if is_ivf else 0,
+                "metric": "inner_product", "refine_k_factor": REFINE_K_FACTOR if set_refine_k_factor(index, REFINE_K_FACTOR) else None, "build_s": round(build_s, 3), "train_rows": int(len(train_idx)) if is_ivf else 0,
                 "index_bytes": (tmp / INDEX_FILE).stat().st_size, "est_bytes": auto.est_bytes,
                 "eval_queries": int(n_q), "k": k, f"recall@{k}": round(recall, 4), "qps": round(qps, 1),
                 "exact_qps": round(flat_qps, 1), "model_fingerprint": emb.model_fingerprint,

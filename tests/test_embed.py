@@ -146,3 +146,11 @@ def test_unknown_model_and_missing_pretrained(tmp_path, capsys):
     assert main(["models"]) == 0
     assert TINY in capsys.readouterr().out
     assert not (tmp_path / "data" / "artifacts" / "embed").exists()
+
+
+def test_length_batches_never_mix_lengths():
+    from tomcap.embed.text import length_batches
+
+    lengths = np.array([3, 3, 3, 4, 4, 7, 7, 7, 7, 7])
+    assert length_batches(lengths, 3) == [(0, 3), (3, 5), (5, 8), (8, 10)]
+    assert length_batches(np.array([], np.int64), 4) == []

@@ -109,6 +109,17 @@ def use_truncation(clip: LoadedClip, requested: bool) -> bool:
     return probe_exact(clip)
 
 
+def length_batches(sorted_lengths: np.ndarray, batch_size: int) -> list[tuple[int, int]]:
+    """[start, end) batches over length-sorted captions (N,): at most batch_size each, one length each.
+
+    Cutting at every length change means no batch carries padding at all; with a large corpus each
+    length still fills whole batches, and only rare lengths give small ones.
+    """
+    cuts = np.flatnonzero(np.diff(sorted_lengths)) + 1
+    bounds = np.concatenate([[0], cuts, [len(sorted_lengths)]])
+    return [(a, min(a + batch_size, hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) for a in range(lo, hi, batch_size)]
+
+
 def tokenize(clip: LoadedClip, texts: Sequence[str]) -> torch.Tensor:
     """Token ids (N, context) int64, tokenised in chunks."""
     parts = [clip.tokenizer(list(texts[a:a + TOKENIZE_CHUNK])) for a in range(0, len(texts), TOKENIZE_CHUNK)]
@@ -137,13 +148,15 @@ def encode_texts(clip: LoadedClip, texts: Sequence[str], *, batch_size: int = 25
     if truncated:
         lengths = (tokens != 0).to(torch.int64).cumsum(1).argmax(1)  # index of the last non-pad token
         order = torch.argsort(lengths, stable=True).numpy()
+        batches = length_batches(lengths.numpy()[order], batch_size)
     else:
         order = np.arange(len(texts))
+        batches = [(a, min(a + batch_size, len(texts))) for a in range(0, len(texts), batch_size)]
     model, dev = clip.model, clip.device
     bar = tqdm(total=len(texts), desc="embed texts", unit="cap", disable=None if progress is None else not progress)
     with _autocast(dev, precision):
-        for a in range(0, len(texts), batch_size):
-            idx = order[a:a + batch_size]
+        for a, b in batches:
+            idx = order[a:b]
             batch = tokens[idx]
             if truncated:
                 batch = _cut(batch)

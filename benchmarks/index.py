@@ -78,7 +78,7 @@ def main() -> None:
         qps = args.queries / (time.perf_counter() - t0)
         recall = recall_at_k(rows, truth)
     result = {"n": args.n, "dim": args.dim, "rank": args.rank, "decay": args.decay, "noise": args.noise, "queries": args.queries, "threads": faiss.omp_get_max_threads(),
-              "index_key": choice.key, "nprobe": nprobe, "train_rows": choice.train_rows, "build_s": round(build_s, 1),
+              "index_key": choice.key, "nprobe": nprobe, "refine_k_factor": getattr(index, "k_factor", None), "train_rows": choice.train_rows, "build_s": round(build_s, 1),
               "index_mb": round(faiss.serialize_index(index).nbytes / 2**20, 1), f"recall@{args.k}": round(recall, 4),
               "qps": round(qps, 1), "flat_qps": round(flat_qps, 1), "speedup_vs_flat": round(qps / flat_qps, 2)}
     result["goals_met"] = {"recall>=0.95": recall >= 0.95, "qps>=10x_flat": qps >= 10 * flat_qps}

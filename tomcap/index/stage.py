@@ -22,7 +22,7 @@ from ..embed.store import EmbeddingSet
 from ..errors import ArtifactError
 from .config import IndexConfig
 from .datastore import INDEX_FILE, INFO_FILE, STAGE, TEXTS_FILE, set_refine_k_factor
-from .select import REFINE_K_FACTOR, IndexChoice, choose_index
+from .select import REFINE_K_FACTOR, REFINE_K_FACTOR_MAX, IndexChoice, choose_index
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,12 @@ def _timed_search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, float
 
 def tune_nprobe(index, queries: np.ndarray, truth: np.ndarray, start: int, target: float, k: int) -> tuple[int, float, float]:
     """Smallest nprobe with recall@k ≥ target (or all lists): double from ``start``, then bisect to within
-    1/NPROBE_RESOLUTION; sets it on the index -> (nprobe, recall, qps). QPS is re-timed at the final nprobe."""
+    1/NPROBE_RESOLUTION; sets it on the index -> (nprobe, recall, qps). QPS is re-timed at the final nprobe.
+
+    A refine index whose target is out of reach even with all lists scanned is limited by its coarse
+    codes' ranking, not by the lists: its ``k_factor`` doubles (up to REFINE_K_FACTOR_MAX) and nprobe is
+    tuned again.
+    """
     import faiss
 
     ivf = faiss.extract_index_ivf(index)
@@ -89,17 +94,23 @@ def tune_nprobe(index, queries: np.ndarray, truth: np.ndarray, start: int, targe
         rows, qps = _timed_search(index, queries, k)
         return recall_at_k(rows, truth), qps
 
-    failing, nprobe = 0, min(start, ivf.nlist)
-    while recall_and_qps(nprobe)[0] < target and nprobe < ivf.nlist:
-        failing, nprobe = nprobe, min(ivf.nlist, nprobe * 2)
-    while failing and nprobe - failing > max(1, nprobe // NPROBE_RESOLUTION):
-        mid = (failing + nprobe) // 2
-        if recall_and_qps(mid)[0] >= target:
-            nprobe = mid
-        else:
-            failing = mid
-    recall, qps = recall_and_qps(nprobe)
-    return nprobe, recall, qps
+    while True:
+        failing, nprobe = 0, min(start, ivf.nlist)
+        while recall_and_qps(nprobe)[0] < target and nprobe < ivf.nlist:
+            failing, nprobe = nprobe, min(ivf.nlist, nprobe * 2)
+        while failing and nprobe - failing > max(1, nprobe // NPROBE_RESOLUTION):
+            mid = (failing + nprobe) // 2
+            if recall_and_qps(mid)[0] >= target:
+                nprobe = mid
+            else:
+                failing = mid
+        recall, qps = recall_and_qps(nprobe)
+        refine = isinstance(index, faiss.IndexRefine)
+        if recall >= target or not refine or index.k_factor >= REFINE_K_FACTOR_MAX:
+            return nprobe, recall, qps
+        log.info("recall@%d %.3f < %.3f with all lists: re-ranking %d candidates per neighbour",
+                 k, recall, target, 2 * index.k_factor)
+        index.k_factor = 2 * index.k_factor
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -171,7 +182,7 @@ def run_index(config: IndexConfig, data_dir: Path | str, embed: ArtifactRef, cor
             _link_or_copy(emb.ref.file(s), tmp / s)
         texts.write_parquet(tmp / TEXTS_FILE)
         info = {"index_key": choice.key, "auto_choice": auto.key, "nprobe": nprobe, "n": n, "dim": dim,
-                "metric": "inner_product", "refine_k_factor": REFINE_K_FACTOR if set_refine_k_factor(index, REFINE_K_FACTOR) else None, "build_s": round(build_s, 3), "train_rows": int(len(train_idx)) if is_ivf else 0,
+                "metric": "inner_product", "refine_k_factor": int(index.k_factor) if isinstance(index, faiss.IndexRefine) else None, "build_s": round(build_s, 3), "train_rows": int(len(train_idx)) if is_ivf else 0,
                 "index_bytes": (tmp / INDEX_FILE).stat().st_size, "est_bytes": auto.est_bytes,
                 "eval_queries": int(n_q), "k": k, f"recall@{k}": round(recall, 4), "qps": round(qps, 1),
                 "exact_qps": round(flat_qps, 1), "model_fingerprint": emb.model_fingerprint,

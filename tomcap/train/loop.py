@@ -150,6 +150,9 @@ def train(model: TomcapAdaptor, cfg: TrainConfig, micro_batch: Callable[[int], B
         log.info("resuming from step %d (%s)", ckpt.step, work_dir / LAST)
     params = list(model.trainable_named_parameters().values())
     t0 = time.perf_counter()
+    if result.steps == 0 and val_batches:
+        # The untrained loss, so that the curve shows how far training moved it.
+        result.val_losses.append((0, evaluate_loss(model, val_batches, cfg, device)))
     end = cfg.steps if stop_after is None else min(cfg.steps, result.steps + stop_after)
     bar = tqdm(range(result.steps, end), desc="train", unit="step", disable=None, initial=result.steps, total=cfg.steps)
     for step in bar:

@@ -160,3 +160,28 @@ def test_mismatched_checkpoint_is_rejected(cfg, gpt2_dir, tmp_path):
 def test_missing_decoder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="gpt2_dir"):
         build_adaptor(AdaptorConfig(gpt2_dir=tmp_path / "nope", clip_dim=CLIP_DIM))
+
+
+def test_reduced_cross_attention(gpt2_dir, tmp_path):
+    cfg = AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM, k=2, cross_attention_reduce=4)
+    model = build_adaptor(cfg).eval()
+    full = build_adaptor(cfg.model_copy(update={"cross_attention_reduce": 1}))
+    att = model.decoder.transformer.h[0].crossattention
+    assert att.q_attn.weight.shape == (32, 8) and att.c_attn.weight.shape == (32, 16) and att.c_proj.weight.shape == (8, 32)
+    assert model.param_counts().trainable < full.param_counts().trainable
+    enc = model.project(torch.randn(1, 3, CLIP_DIM))
+    ids = torch.tensor([model.prompt_ids(["a red cube"]) + model.target_ids("a blue ball")[:3]])
+    with torch.no_grad():
+        whole = model.decoder(input_ids=ids, encoder_hidden_states=enc).logits[:, -1]
+        first = model.decoder(input_ids=ids[:, :-1], encoder_hidden_states=enc, use_cache=True)
+        step = model.decoder(input_ids=ids[:, -1:], encoder_hidden_states=enc, past_key_values=first.past_key_values,
+                             use_cache=True).logits[:, -1]
+    assert torch.allclose(whole, step, atol=1e-5)
+    save_checkpoint(tmp_path / "ck", model, step=0)
+    loaded = load_adaptor(tmp_path / "ck")
+    with torch.no_grad():
+        again = loaded.decoder(input_ids=ids, encoder_hidden_states=loaded.project(torch.zeros(1, 3, CLIP_DIM))).logits
+        ref = model.decoder(input_ids=ids, encoder_hidden_states=model.project(torch.zeros(1, 3, CLIP_DIM))).logits
+    assert torch.allclose(again, ref, atol=1e-6)
+    with pytest.raises(ConfigError, match="cross_attention_reduce"):
+        build_adaptor(cfg.model_copy(update={"cross_attention_reduce": 3}))

@@ -71,6 +71,27 @@ def load_decoder(source: str) -> nn.Module:
         hf_logging.set_verbosity(verbosity)
 
 
+def shrink_cross_attention(decoder: nn.Module, factor: int) -> None:
+    """Give every block's cross-attention an inner width of d_model / factor (SmallCap's reduced
+    cross-attention): new q/kv/out projections, same heads, narrower head_dim. In place; the new
+    weights are freshly initialised (Conv1D's normal(0.02)) from the current torch RNG."""
+    from transformers.pytorch_utils import Conv1D
+
+    for block in decoder.transformer.h:
+        att = block.crossattention
+        width = att.embed_dim // factor
+        if width * factor != att.embed_dim or width % att.num_heads:
+            raise ConfigError(f"cross_attention_reduce={factor} does not divide d_model={att.embed_dim} into "
+                              f"{att.num_heads} heads", fix="pick a factor such that d_model / factor is a multiple of n_head")
+        att.head_dim, att.split_size = width // att.num_heads, width
+        att.scaling = att.head_dim ** -0.5 if att.scale_attn_weights else 1.0
+        if att.scale_attn_by_inverse_layer_idx:
+            att.scaling /= float(att.layer_idx + 1)
+        att.q_attn = Conv1D(width, att.embed_dim)
+        att.c_attn = Conv1D(2 * width, att.embed_dim)
+        att.c_proj = Conv1D(att.embed_dim, width)
+
+
 @dataclass(frozen=True)
 class ParamCounts:
     trainable: int
@@ -95,6 +116,8 @@ class TomcapAdaptor(nn.Module):
         decoder = decoder if decoder is not None else load_decoder(config.decoder_source)
         if not getattr(decoder.config, "add_cross_attention", False):
             raise ConfigError("the decoder has no cross-attention", fix="load it with add_cross_attention=True")
+        if config.cross_attention_reduce > 1:
+            shrink_cross_attention(decoder, config.cross_attention_reduce)
         for p in decoder.parameters():
             p.requires_grad_(False)
         lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,

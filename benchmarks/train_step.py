@@ -34,7 +34,7 @@ CAPTIONS = [f"a {c} {s} {r} a {c2} {s2}" for c in ("red", "blue", "green", "smal
             for c2 in ("grey", "brown") for s2 in ("cube", "torus")]
 
 
-def build(size: str, tok_dir: Path, k: int) -> TomcapAdaptor:
+def build(size: str, tok_dir: Path, k: int, reduce: int = 1) -> TomcapAdaptor:
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -42,7 +42,8 @@ def build(size: str, tok_dir: Path, k: int) -> TomcapAdaptor:
     cfg = GPT2Config(add_cross_attention=True, **shape, **({"vocab_size": len(tok)} if shape else {}),
                      eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
-    return TomcapAdaptor(AdaptorConfig(gpt2_dir=tok_dir, clip_dim=CLIP_DIM[size], k=k), decoder=GPT2LMHeadModel(cfg),
+    return TomcapAdaptor(AdaptorConfig(gpt2_dir=tok_dir, clip_dim=CLIP_DIM[size], k=k,
+                                                     cross_attention_reduce=reduce), decoder=GPT2LMHeadModel(cfg),
                          tokenizer=tok)
 
 
@@ -77,13 +78,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per precision; 0: parameter counts only")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cross-reduce", type=int, default=1, help="model.cross_attention_reduce (SmallCap: 4)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = make_random_gpt2(Path(tmp), CAPTIONS * 3, vocab_size=400)
         for size in args.sizes:
-            model = build(size, tok_dir, args.k)
+            model = build(size, tok_dir, args.k, args.cross_reduce)
             counts = model.param_counts()
             row = {"trainable": counts.trainable, "total": counts.total, "share": round(counts.share, 4)}
             print(f"{size:6s} trainable {counts.trainable:>10,d} / {counts.total:>11,d} ({100 * counts.share:5.2f}%)",
@@ -98,7 +100,8 @@ def main() -> None:
             results[size] = row
             print(f"{size:6s} fp32 {row['fp32_step_s']:.3f}s  bf16 {row['bf16_step_s']:.3f}s  "
                   f"ratio {row['bf16_over_fp32']:.2f} (goal <= 0.60)", flush=True)
-    print(json.dumps({"batch": args.batch, "k": args.k, "threads": args.threads, "results": results}))
+    print(json.dumps({"batch": args.batch, "k": args.k, "threads": args.threads, "cross_reduce": args.cross_reduce,
+                      "results": results}))
 
 
 if __name__ == "__main__":

@@ -110,14 +110,18 @@ def use_truncation(clip: LoadedClip, requested: bool) -> bool:
 
 
 def length_batches(sorted_lengths: np.ndarray, batch_size: int) -> list[tuple[int, int]]:
-    """[start, end) batches over length-sorted captions (N,): at most batch_size each, one length each.
+    """[start, end) batches over length-sorted captions (N,), at most batch_size each.
 
-    Cutting at every length change means no batch carries padding at all; with a large corpus each
-    length still fills whole batches, and only rare lengths give small ones.
+    A batch is closed at a length change once it holds batch_size // 4 captions: large corpora get
+    padding-free batches, while rare lengths are merged instead of making tiny (inefficient) GEMMs.
     """
-    cuts = np.flatnonzero(np.diff(sorted_lengths)) + 1
-    bounds = np.concatenate([[0], cuts, [len(sorted_lengths)]])
-    return [(a, min(a + batch_size, hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) for a in range(lo, hi, batch_size)]
+    min_batch = max(1, batch_size // 4)
+    out, a, n = [], 0, len(sorted_lengths)
+    for i in range(1, n + 1):
+        if i == n or i - a == batch_size or (sorted_lengths[i] != sorted_lengths[i - 1] and i - a >= min_batch):
+            out.append((a, i))
+            a = i
+    return out
 
 
 def tokenize(clip: LoadedClip, texts: Sequence[str]) -> torch.Tensor:

@@ -166,6 +166,7 @@ def test_reduced_cross_attention(gpt2_dir, tmp_path):
     cfg = AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM, k=2, cross_attention_reduce=4)
     model = build_adaptor(cfg).eval()
     full = build_adaptor(cfg.model_copy(update={"cross_attention_reduce": 1}))
+    assert AdaptorConfig().cross_attention_reduce == 4
     att = model.decoder.transformer.h[0].crossattention
     assert att.q_attn.weight.shape == (32, 8) and att.c_attn.weight.shape == (32, 16) and att.c_proj.weight.shape == (8, 32)
     assert model.param_counts().trainable < full.param_counts().trainable

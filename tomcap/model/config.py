@@ -22,8 +22,8 @@ class AdaptorConfig(StageConfig):
     gpt2_dir: Path | None = Field(default=None, description="local GPT-2 folder (config.json, weights, tokenizer); overrides 'gpt2'")
     clip_dim: int | None = Field(default=None, ge=1, description="CLIP embedding width; null: taken from the embeddings")
     k: int = Field(default=4, ge=0, description="retrieved captions per example (prompt and cross-attention)")
-    cross_attention_reduce: int = Field(default=1, ge=1, description="cross-attention width = d_model / this "
-                                        "(SmallCap uses 4 with gpt2: ~4x fewer trainable parameters)")
+    cross_attention_reduce: int = Field(default=4, ge=1, description="cross-attention width = d_model / this "
+                                        "(SmallCap's 4: gpt2 at 5.9% trainable; 1 = full width, 18.9%)")
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)

@@ -106,3 +106,28 @@ def test_caption_cli_bad_input(built, tmp_path, capsys, case):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert needle in err and "Fix:" in err
+
+
+def test_pareto_front():
+    from tomcap.generate.sweep import pareto_front
+
+    xs, ys = [0.1, 0.5, 0.4, 0.9, 0.2], [0.9, 0.5, 0.4, 0.1, 0.2]
+    assert pareto_front(xs, ys) == [0, 1, 3]
+    assert pareto_front([1.0], [1.0]) == [0]
+
+
+def test_sweep_guidance_cli(built, tmp_path, capsys):
+    from tomcap.cli.main import main
+
+    world, data, _, _, index, images, train = built
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(f"clip: {{model: {CLIP}}}\n"
+                   f"generate: {{annotations: {world.test_annotations}, decode: {{strategy: greedy, max_new_tokens: 4}}}}\n"
+                   f"evaluate: {{refs: {world.test_annotations}, meteor: false}}\n")
+    out = tmp_path / "pareto.png"
+    assert main(["sweep-guidance", "--config", str(cfg), "--data-dir", str(data), "--checkpoint", train.path,
+                 "--index", index.path, "--images", images.path, "--scales", "0,1,3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.stat().st_size > 1000 and text.count("\n") >= 5
+    assert main(["sweep-guidance", "--config", str(cfg), "--data-dir", str(data), "--checkpoint", train.path,
+                 "--index", index.path, "--images", images.path, "--scales", "1,-2"]) == 2

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "tomcap.cli.evaluate_cmd",
     "tomcap.cli.train_cmd",
     "tomcap.cli.generate_cmd",
+    "tomcap.cli.sweep_cmd",
     "tomcap.cli.embed_cmd",
     "tomcap.cli.gap_cmd",
     "tomcap.cli.index_cmd",

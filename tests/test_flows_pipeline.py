@@ -71,3 +71,42 @@ def test_demo_flow_then_fully_cached_rerun(prefect_harness, tmp_path):
     assert {"world", "corpus", "embed", "gap", "index", "train", "generate", "evaluate", "demo_report"} <= set(states)
     assert warm <= 0.5 * cold
     print(f"cold {cold:.1f}s, cached rerun {warm:.1f}s")
+
+
+def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation(prefect_harness, tmp_path):
+    from flows.demo import demo
+    from flows.pipeline import evaluate
+    from tasks.stages import corpus_task, embed_task, index_task
+    from tomcap.artifacts import ArtifactStore, load_ref
+    from tomcap.corpus import SourceConfig
+    from tomcap.demo.wiring import demo_pipeline_config
+    from tomcap.world.stage import world_artifact_paths
+
+    cfg = tiny_config(tmp_path)
+    cfg = cfg.model_copy(update={"demo": cfg.demo.model_copy(update={"variants": ("full",)})})
+    data = str(tmp_path / "data")
+    demo(cfg, data)
+    store = ArtifactStore(data)
+    world = next(m for m in store.list("world") if m.config["seed"] == cfg.world.seed)
+    unpaired = next(m for m in store.list("world") if m.config["seed"] != cfg.world.seed)
+    wired = demo_pipeline_config(cfg, load_ref(store.path_for("world", world.key)),
+                                 load_ref(store.path_for("world", unpaired.key)))
+    checkpoint = store.path_for("train", store.list("train")[0].key)
+    index = store.path_for("index", store.list("index")[0].key)
+
+    decode = wired.generate.decode.model_copy(update={"guidance_scale": 3.0})
+    changed = wired.model_copy(update={"generate": wired.generate.model_copy(update={"decode": decode})})
+    start = dt.datetime.now(dt.timezone.utc)
+    evaluate(changed, str(checkpoint), str(index), data)
+    states = {k: v for k, v in _task_states_since(start).items() if not k.startswith("tomcap-")}
+    assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states
+
+    # Swap the datastore: an index built from another corpus (the unpaired world's captions).
+    other_corpus = wired.corpus.model_copy(update={"sources": [SourceConfig(
+        path=world_artifact_paths(load_ref(store.path_for("world", unpaired.key))).corpus_file, name="other")]})
+    oc = corpus_task(other_corpus, data)
+    other_index = index_task(wired.index, data, embed=embed_task(wired.embed, data, corpus=oc), corpus=oc)
+    start = dt.datetime.now(dt.timezone.utc)
+    evaluate(wired, str(checkpoint), other_index.path, data)
+    states = {k: v for k, v in _task_states_since(start).items() if not k.startswith("tomcap-")}
+    assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states

@@ -91,3 +91,14 @@ def publish_demo_report(ref: ArtifactRef) -> None:
     """The demo's comparison table (report.md) as the 'tomcap-demo-report' markdown artifact."""
     create_markdown_artifact(key="tomcap-demo-report", markdown=ref.file("report.md").read_text(encoding="utf-8"),
                              description=_describe(ref))
+
+
+def publish_sweep(ref: ArtifactRef) -> None:
+    """The guidance sweep's table and where its Pareto plot is, as 'tomcap-guidance-sweep'."""
+    info = ref.manifest().info
+    rows = info["table"]
+    cols = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    create_markdown_artifact(key="tomcap-guidance-sweep", description=_describe(ref),
+                             markdown="\n".join(lines) + f"\n\nPareto plot: `{ref.dir / 'pareto.png'}`\n")

@@ -19,6 +19,7 @@ from tomcap.embed import run_embed, run_embed_images
 from tomcap.evaluate.stage import run_evaluate
 from tomcap.gap import run_gap
 from tomcap.generate.stage import run_generate
+from tomcap.generate.sweep import run_sweep_report
 from tomcap.index import run_index
 from tomcap.train.config import TrainConfig
 from tomcap.train.stage import run_train
@@ -26,7 +27,7 @@ from tomcap.world.stage import run_world
 
 from .cache import stage_policy
 from .reporting import (TrainingProgress, publish_corpus_stats, publish_demo_report, publish_gap_report,
-                        publish_index_info, publish_metrics, publish_samples, publish_training_curve)
+                        publish_index_info, publish_metrics, publish_samples, publish_sweep, publish_training_curve)
 
 TASK_RETRIES = 1
 RETRY_DELAY_S = 5
@@ -72,3 +73,4 @@ train_task = _task("tomcap.train.stage", _train)
 generate_task = stage_task("tomcap.generate.stage", run_generate, publish_samples)
 evaluate_task = stage_task("tomcap.evaluate.stage", run_evaluate, publish_metrics)
 demo_report_task = stage_task("tomcap.demo.report", run_demo_report, publish_demo_report)
+sweep_report_task = stage_task("tomcap.generate.sweep", run_sweep_report, publish_sweep)

@@ -110,3 +110,11 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     evaluate(wired, str(checkpoint), other_index.path, data)
     states = {k: v for k, v in _task_states_since(start).items() if not k.startswith("tomcap-")}
     assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states
+
+    # A guidance sweep over the same checkpoint and datastore: a plot and one row per scale.
+    from flows.sweep import sweep_guidance
+    from tomcap.generate.sweep import SweepConfig
+
+    sweep = sweep_guidance(wired, str(checkpoint), str(index), SweepConfig(scales=(0.0, 3.0)), data)
+    assert (Path(sweep.path) / "pareto.png").stat().st_size > 1000
+    assert [r["scale"] for r in sweep.manifest().info["table"]] == [0.0, 3.0]

@@ -88,3 +88,15 @@ def test_clip_model_without_images_is_a_config_error(tmp_path, capsys):
     assert main(["evaluate", "--results", str(SLICE), "--out", str(tmp_path / "o"), "--clip-model", TINY]) == 2
     assert "clip_model and images go together" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_gap_metrics_use_normalised_embeddings():
+    import numpy as np
+
+    from tomcap.evaluate.clip_metrics import gap_metrics
+
+    rng = np.random.default_rng(0)
+    img, cap = rng.normal(size=(50, 8)) + 2.0, rng.normal(size=(50, 8)) - 1.0
+    raw = gap_metrics(img * 10.0, cap * 3.0)
+    unit = gap_metrics(img / np.linalg.norm(img, axis=1, keepdims=True), cap / np.linalg.norm(cap, axis=1, keepdims=True))
+    assert raw == pytest.approx(unit) and 0.0 < raw["gap_centroid_distance"] <= 2.0

@@ -66,9 +66,13 @@ def recall_at_k(cap: np.ndarray, img: np.ndarray, ks: Sequence[int] = RECALL_KS)
 
 
 def gap_metrics(img: np.ndarray, cap: np.ndarray) -> dict[str, float]:
-    """Modality-gap figures of paired embeddings (N, D) each (maths in ``tomcap.gapmath``)."""
+    """Modality-gap figures of paired embeddings (N, D) each (maths in ``tomcap.gapmath``).
+
+    The gap is defined between L2-normalised embeddings (Liang et al. 2022), so raw features are
+    normalised first; otherwise the figures scale with the encoders' output norms."""
     from .. import gapmath
 
+    img, cap = gapmath.l2_normalize(img), gapmath.l2_normalize(cap)
     return {
         "gap_centroid_distance": float(gapmath.centroid_gap(img, cap)),
         "gap_mean_paired_cosine": float(gapmath.mean_paired_cosine(img, cap)),

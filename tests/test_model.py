@@ -186,3 +186,11 @@ def test_reduced_cross_attention(gpt2_dir, tmp_path):
     assert torch.allclose(again, ref, atol=1e-6)
     with pytest.raises(ConfigError, match="cross_attention_reduce"):
         build_adaptor(cfg.model_copy(update={"cross_attention_reduce": 3}))
+
+
+def test_decoder_dropout_override(gpt2_dir):
+    base = build_adaptor(AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM, k=0, lora_rank=4))
+    off = build_adaptor(AdaptorConfig(gpt2_dir=gpt2_dir, clip_dim=CLIP_DIM, k=0, lora_rank=4, decoder_dropout=0.0))
+    drops = lambda m: {mod.p for mod in m.modules() if isinstance(mod, torch.nn.Dropout)}  # noqa: E731
+    assert drops(base) == {0.1} and drops(off) == {0.0}
+    assert off.decoder.config.resid_pdrop == off.decoder.config.attn_pdrop == 0.0

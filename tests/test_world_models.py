@@ -53,6 +53,21 @@ def test_one_step_gpt2_loads_like_gpt2(tmp_path):
     assert tok.decode(ids[0]) == "a small red circle in the center"
     assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tok))
     assert record["heldout_perplexity"] > 1.0
+    n_single = record["n_world_captions"]
+    assert record["n_packed_sequences"] == round(n_single * cfg.packed_share / (1 - cfg.packed_share))
+
+
+def test_packed_documents_join_one_scenes_captions():
+    import numpy as np
+
+    from tomcap.world.train_gpt2 import PACK_SEPARATOR, packed_texts
+
+    groups = [["a red circle", "a big red circle."], ["a blue star", "a tiny blue star"]]
+    docs = packed_texts(groups, 20, np.random.default_rng(0))
+    assert len(docs) == 20
+    for d in docs:
+        parts = d.rstrip(".").split(PACK_SEPARATOR)
+        assert any(sorted(parts) == sorted(c.rstrip(".") for c in g) for g in groups), d
 
 
 def test_modality_gap_is_centroid_distance():

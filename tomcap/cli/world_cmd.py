@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--clip-steps", type=int, default=None, help="override the CLIP training steps")
     b.add_argument("--clip-finetune-steps", type=int, default=None, help="override the CLIP phase-2 steps (0: none)")
     b.add_argument("--gpt2-steps", type=int, default=None, help="override the GPT-2 training steps")
+    b.add_argument("--threads", type=int, default=None, help="torch CPU threads of both trainings (recorded in the card)")
     b.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     _world_args(b)
     b.set_defaults(func=run_build)
@@ -76,9 +77,10 @@ def run_build(args: argparse.Namespace) -> int:
     from ..world.config import ClipTrainConfig, Gpt2TrainConfig
     from ..world.models import PARTS, build_models
 
-    overrides = {"steps": args.clip_steps, "finetune_steps": args.clip_finetune_steps}
+    overrides = {"steps": args.clip_steps, "finetune_steps": args.clip_finetune_steps, "threads": args.threads}
     clip_cfg = ClipTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    gpt2_cfg = Gpt2TrainConfig(**({"steps": args.gpt2_steps} if args.gpt2_steps else {}))
+    gpt2_overrides = {"steps": args.gpt2_steps, "threads": args.threads}
+    gpt2_cfg = Gpt2TrainConfig(**{k: v for k, v in gpt2_overrides.items() if v is not None})
     parts = (args.only,) if args.only else PARTS
     metrics = build_models(args.out, _world_config(args), clip_cfg, gpt2_cfg, real_captions=args.real_captions,
                            parts=parts, device=args.device)

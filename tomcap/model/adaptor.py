@@ -54,8 +54,13 @@ def load_tokenizer(source: str) -> Any:
     return tok
 
 
-def load_decoder(source: str) -> nn.Module:
-    """GPT-2 LM with (freshly initialised) cross-attention in every block."""
+DROPOUT_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+"""GPT-2 config fields that ``AdaptorConfig.decoder_dropout`` overrides."""
+
+
+def load_decoder(source: str, dropout: float | None = None) -> nn.Module:
+    """GPT-2 LM with (freshly initialised) cross-attention in every block; ``dropout`` overrides
+    GPT-2's own residual/embedding/attention dropout (None keeps the checkpoint's)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -63,7 +68,8 @@ def load_decoder(source: str) -> nn.Module:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoModelForCausalLM.from_pretrained(source, add_cross_attention=True)
+        overrides = {} if dropout is None else {f: dropout for f in DROPOUT_FIELDS}
+        return AutoModelForCausalLM.from_pretrained(source, add_cross_attention=True, **overrides)
     except OSError as err:
         raise ConfigError(f"cannot load the GPT-2 decoder '{source}' ({str(err).splitlines()[0]})",
                           fix="set model.gpt2_dir to a local GPT-2 folder or model.gpt2 to a cached Hugging Face name") from None
@@ -113,7 +119,7 @@ class TomcapAdaptor(nn.Module):
 
         self.config = config
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.decoder_source)
-        decoder = decoder if decoder is not None else load_decoder(config.decoder_source)
+        decoder = decoder if decoder is not None else load_decoder(config.decoder_source, config.decoder_dropout)
         if not getattr(decoder.config, "add_cross_attention", False):
             raise ConfigError("the decoder has no cross-attention", fix="load it with add_cross_attention=True")
         if config.cross_attention_reduce > 1:

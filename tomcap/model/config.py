@@ -27,6 +27,8 @@ class AdaptorConfig(StageConfig):
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    decoder_dropout: float | None = Field(default=None, ge=0.0, lt=1.0, description="GPT-2's residual/embedding/attention "
+                                          "dropout while training; null keeps the checkpoint's (0.1 for gpt2)")
     lora_targets: tuple[LoraTarget, ...] = Field(default=("c_attn",), description="self-attention projections that get LoRA")
     prompt_prefix: str = Field(default="Similar images show:", description="text before the retrieved captions")
     prompt_separator: str = Field(default=".", description="appended after each retrieved caption")

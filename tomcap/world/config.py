@@ -75,8 +75,10 @@ class Gpt2TrainConfig(StageConfig):
     n_layer: int = Field(default=3, ge=1)
     n_head: int = Field(default=4, ge=1)
     n_embd: int = Field(default=96, ge=16)
-    n_positions: int = Field(default=64, ge=16)
-    steps: int = Field(default=2000, ge=1)
+    n_positions: int = Field(default=128, ge=16, description="context; must hold a retrieval prompt (K captions) + caption")
+    packed_share: float = Field(default=0.5, ge=0, le=0.9, description="share of training sequences that join all captions "
+                                "of one scene (so the LM learns that its context repeats, as a retrieval prompt does)")
+    steps: int = Field(default=2500, ge=1)
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=2e-3, gt=0)
     warmup_steps: int = Field(default=100, ge=0)

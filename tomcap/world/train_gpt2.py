@@ -34,16 +34,35 @@ BPE_MIN_FREQUENCY = 2
 RECORD_FILE = "training_record.json"
 
 
-def world_texts(cfg: Gpt2TrainConfig, world: WorldConfig) -> tuple[list[str], list[str]]:
-    """(train, held-out) world captions; held-out = test-split captions, whose scene keys train skips."""
+PACK_SEPARATOR = ". "
+"""Joins the captions of one scene in a packed sequence (the retrieval prompt's separator)."""
+
+
+def world_caption_groups(cfg: Gpt2TrainConfig, world: WorldConfig) -> tuple[list[list[str]], list[str]]:
+    """(train captions grouped by scene, held-out captions); held-out = test-split captions, whose
+    scene keys train skips."""
     test = test_scenes(world, cfg.n_heldout_scenes)
     excluded = test_keys(world)
     train_scenes = [s for s in scene_stream(cfg.seed, TRAIN_STREAM, cfg.n_train_scenes, world.max_objects,
                                             world.single_object_share) if s.key() not in excluded]
-    train = [c for s in train_scenes for c in scene_captions(s, world.captions_per_image, world.seed,
-                                                             world.relation_share)]
+    groups = [scene_captions(s, world.captions_per_image, world.seed, world.relation_share) for s in train_scenes]
     heldout = [c for s in test for c in scene_captions(s, world.captions_per_image, world.seed, world.relation_share)]
-    return train, heldout
+    return groups, heldout
+
+
+def world_texts(cfg: Gpt2TrainConfig, world: WorldConfig) -> tuple[list[str], list[str]]:
+    """(train, held-out) world captions, one per entry."""
+    groups, heldout = world_caption_groups(cfg, world)
+    return [c for g in groups for c in g], heldout
+
+
+def packed_texts(groups: list[list[str]], n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` documents, each the captions of one random scene in random order joined by PACK_SEPARATOR."""
+    out = []
+    for i in rng.integers(len(groups), size=n):
+        caps = [groups[i][j] for j in rng.permutation(len(groups[i]))]
+        out.append(PACK_SEPARATOR.join(c.rstrip(".") for c in caps) + ".")
+    return out
 
 
 def real_texts(path: Path | None, limit: int) -> list[str]:
@@ -109,11 +128,15 @@ def _train_gpt2(cfg: Gpt2TrainConfig, world: WorldConfig, out_dir: Path, real_ca
                 dev: torch.device) -> dict[str, Any]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    world_train, heldout = world_texts(cfg, world)
+    groups, heldout = world_caption_groups(cfg, world)
+    world_train = [c for g in groups for c in g]
     real = real_texts(real_captions, cfg.real_captions_max)
     texts = world_train + real
     tok = train_tokenizer(texts, cfg.vocab_size)
     seqs = encode(tok, texts, cfg.n_positions)
+    n_packed = int(round(len(seqs) * cfg.packed_share / (1 - cfg.packed_share)))
+    if groups and n_packed:
+        seqs += encode(tok, packed_texts(groups, n_packed, np.random.default_rng([cfg.seed, 1])), cfg.n_positions)
     mcfg = GPT2Config(vocab_size=len(tok), n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
                       n_head=cfg.n_head, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.eos_token_id)
@@ -147,6 +170,7 @@ def _train_gpt2(cfg: Gpt2TrainConfig, world: WorldConfig, out_dir: Path, real_ca
     tok.save_pretrained(out_dir)
     record = {"train_config": cfg.model_dump(mode="json"), "world_config": world.model_dump(mode="json"),
               "device": str(dev), "train_seconds": round(train_seconds, 1), "n_world_captions": len(world_train),
+              "n_packed_sequences": n_packed,
               "n_real_captions": len(real), "real_captions_file": str(real_captions.name) if real else None,
               "real_captions_sha256": file_sha256(real_captions)[:16] if real else None,
               "n_tokens": sum(len(s) for s in seqs), "vocab_size": len(tok),

@@ -194,3 +194,20 @@ def test_decoder_dropout_override(gpt2_dir):
     drops = lambda m: {mod.p for mod in m.modules() if isinstance(mod, torch.nn.Dropout)}  # noqa: E731
     assert drops(base) == {0.1} and drops(off) == {0.0}
     assert off.decoder.config.resid_pdrop == off.decoder.config.attn_pdrop == 0.0
+
+
+def test_caption_loss_equals_full_logits_loss(cfg):
+    model = build_adaptor(cfg).eval()
+    examples = [model.example_ids(["a red cube next to a big tree"], "a blue ball next to a small house"),
+                model.example_ids(None, "a green cone")]
+    width = max(len(x) for x, _ in examples)
+    ids = torch.tensor([x + [model.pad_id] * (width - len(x)) for x, _ in examples])
+    labels = torch.tensor([y + [IGNORE_INDEX] * (width - len(y)) for _, y in examples])
+    mask = (torch.arange(width)[None] < torch.tensor([[len(x)] for x, _ in examples])).long()
+    states, enc_mask = model.condition_states(torch.randn(2, 3, CLIP_DIM), torch.tensor([True, False]))
+    with torch.no_grad():
+        logits = model(ids, attention_mask=mask, encoder_hidden_states=states, encoder_attention_mask=enc_mask).logits
+        full = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                 ignore_index=IGNORE_INDEX)
+        fast = model.caption_loss(ids, mask, labels, states, enc_mask)
+    assert torch.allclose(full, fast, atol=1e-6)

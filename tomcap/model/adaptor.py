@@ -258,6 +258,21 @@ class TomcapAdaptor(nn.Module):
                             past_key_values=past_key_values, use_cache=use_cache)
 
 
+    def caption_loss(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, encoder_hidden_states: Tensor,
+                     encoder_attention_mask: Tensor | None = None) -> Tensor:
+        """Mean next-token cross-entropy over ``labels != IGNORE_INDEX`` (all (B, T); states (B, S, d)).
+
+        The LM head runs only at positions that predict a caption token: in retrieval prompts most
+        positions are prompt, and the (V x d) head is a third of this decoder's compute."""
+        hidden = self.decoder.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                          encoder_hidden_states=encoder_hidden_states,
+                                          encoder_attention_mask=encoder_attention_mask).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != IGNORE_INDEX
+        logits = self.decoder.lm_head(hidden[:, :-1][keep]).float()
+        return nn.functional.cross_entropy(logits, targets[keep])
+
+
 def build_adaptor(config: AdaptorConfig, seed: int = 0) -> TomcapAdaptor:
     """A fresh adaptor; ``seed`` fixes the initialisation of every new (trainable) weight."""
     with torch.random.fork_rng(devices=[]):

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..model.adaptor import IGNORE_INDEX, TomcapAdaptor
@@ -57,11 +56,7 @@ def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractConte
 def batch_loss(model: TomcapAdaptor, batch: Batch) -> torch.Tensor:
     """Mean next-token cross-entropy over caption tokens (labels != IGNORE_INDEX)."""
     states, enc_mask = model.condition_states(batch.condition, batch.keep)
-    out = model(batch.input_ids, attention_mask=batch.attention_mask, encoder_hidden_states=states,
-                encoder_attention_mask=enc_mask)
-    logits = out.logits[:, :-1].float()
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    return model.caption_loss(batch.input_ids, batch.attention_mask, batch.labels, states, enc_mask)
 
 
 @torch.no_grad()

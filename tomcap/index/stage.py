@@ -26,6 +26,8 @@ from .select import REFINE_K_FACTOR, REFINE_K_FACTOR_MAX, IndexChoice, choose_in
 
 log = logging.getLogger(__name__)
 
+TIMING_FIELDS = frozenset({"build_s", "qps", "exact_qps"})
+"""index info fields measured in wall-clock time: reported in the manifest, never in the artifact's files."""
 SPEC = StageSpec(name=STAGE, version="1", modules=("tomcap.index",))
 ADD_BATCH_ROWS = 65_536
 EXACT_CHUNK_ROWS = 131_072
@@ -187,7 +189,10 @@ def run_index(config: IndexConfig, data_dir: Path | str, embed: ArtifactRef, cor
                 "eval_queries": int(n_q), "k": k, f"recall@{k}": round(recall, 4), "qps": round(qps, 1),
                 "exact_qps": round(flat_qps, 1), "model_fingerprint": emb.model_fingerprint,
                 "embed_key": embed.key, "shards": list(emb.info["shards"]), "dtype": emb.info["dtype"]}
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=1, sort_keys=True), encoding="utf-8")
+        # Timings stay out of the file (they are in the manifest's info): the artifact's content, and so
+        # the cache keys of everything trained on it, must not change when an identical index is rebuilt.
+        stable = {k: v for k, v in info.items() if k not in TIMING_FIELDS}
+        (tmp / INFO_FILE).write_text(json.dumps(stable, indent=1, sort_keys=True), encoding="utf-8")
         log.info("index %s: N=%d recall@%d=%.3f qps=%.0f (exact %.0f)", choice.key, n, k, recall, qps, flat_qps)
         return BuildOutput(rows={"rows": n}, info=info)
 

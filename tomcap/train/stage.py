@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 SPEC = StageSpec(name="train", version="1", modules=("tomcap.train", "tomcap.model"))
 WORK_SUBDIR = Path("work") / "train"
 LOG_FILE = "train_log.json"
+RUN_FIELDS = frozenset({"seconds", "resumed_from"})
+"""Training summary fields that describe the run, not the result (manifest info only)."""
 VAL_SEED_TAG = 2
 """Tag of the validation batches' noise generator (training micro-batches use tag 1)."""
 
@@ -184,7 +186,10 @@ def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, Arti
         shutil.copy2(work / LAST / name, tmp / name)
     counts = model.param_counts()
     summary = result.summary()
-    (tmp / LOG_FILE).write_text(json.dumps({"train_losses": result.train_losses, **summary}, indent=1),
+    # How long it took and where it resumed go to the manifest only: a resumed run's files must equal an
+    # uninterrupted run's, so that what is trained on this artifact keeps its cache key.
+    curves = {k: v for k, v in summary.items() if k not in RUN_FIELDS}
+    (tmp / LOG_FILE).write_text(json.dumps({"train_losses": result.train_losses, **curves}, indent=1),
                                 encoding="utf-8")
     info = {"params": {"trainable": counts.trainable, "total": counts.total, "share": round(counts.share, 4)},
             "decoder": {"source": model_cfg.decoder_source, **decoder_shape(model)}, "clip_dim": emb.dim,

@@ -15,39 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tomcap.artifacts import TMP_PREFIX
-from tomcap.model.tiny import make_random_gpt2
-from tomcap.world import WorldConfig, generate_world
+
+from pipeline_yaml import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 600
 POLL_S = 0.05
-
-
-def _pipeline_yaml(root: Path, n_scenes: int, train_steps: int) -> Path:
-    world = generate_world(root / "world", WorldConfig(n_train_scenes=n_scenes, n_test_images=4, seed=5))
-    texts = [json.loads(line)["caption"] for line in world.corpus_file.read_text().splitlines()]
-    gpt2 = make_random_gpt2(root / "gpt2", texts[:400])
-    cfg = {
-        "clip": {"model": "tomcap-test-tiny"},
-        "corpus": {"sources": [{"path": str(world.corpus_file), "name": "world"}]},
-        "embed": {"dtype": "float32", "batch_size": 64},
-        "embed_images": {"images": str(world.test_images_dir)},
-        "test_images": {"images": str(world.test_images_dir)},
-        "gap": {"sample_rows": 200},
-        "index": {"eval_queries": 8},
-        "train": {"model": {"gpt2_dir": str(gpt2), "k": 1, "lora_rank": 4}, "steps": train_steps, "batch_size": 4,
-                  "warmup_steps": 2, "val_size": 4, "eval_every": 50, "checkpoint_every": 10},
-        "generate": {"decode": {"strategy": "greedy", "max_new_tokens": 4}, "annotations": str(world.test_annotations)},
-        "evaluate": {"meteor": False, "refs": str(world.test_annotations)},
-    }
-    path = root / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -114,7 +91,7 @@ def _same_fingerprint(a: Path, b: Path) -> None:
 def reference(tmp_path_factory):
     """An uninterrupted run: its config and data dir."""
     root = tmp_path_factory.mktemp("kill")
-    config = _pipeline_yaml(root, n_scenes=1500, train_steps=300)
+    config = pipeline_yaml(root, n_scenes=1500, train_steps=300)
     _run(config, root / "ref-data", root / "ref-home")
     return config, root / "ref-data"
 

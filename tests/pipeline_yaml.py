@@ -1,0 +1,33 @@
+"""A small real pipeline config (YAML on disk) for tests that run `tomcap pipeline` or its flows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tomcap.model.tiny import make_random_gpt2
+from tomcap.world import WorldConfig, generate_world
+
+
+def pipeline_yaml(root: Path, n_scenes: int, train_steps: int) -> Path:
+    """A pipeline YAML on a generated world (tiny CLIP, random tiny GPT-2) under ``root``."""
+    world = generate_world(root / "world", WorldConfig(n_train_scenes=n_scenes, n_test_images=4, seed=5))
+    texts = [json.loads(line)["caption"] for line in world.corpus_file.read_text().splitlines()]
+    gpt2 = make_random_gpt2(root / "gpt2", texts[:400])
+    cfg = {
+        "clip": {"model": "tomcap-test-tiny"},
+        "corpus": {"sources": [{"path": str(world.corpus_file), "name": "world"}]},
+        "embed": {"dtype": "float32", "batch_size": 64},
+        "embed_images": {"images": str(world.test_images_dir)},
+        "test_images": {"images": str(world.test_images_dir)},
+        "gap": {"sample_rows": 200},
+        "index": {"eval_queries": 8},
+        "train": {"model": {"gpt2_dir": str(gpt2), "k": 1, "lora_rank": 4}, "steps": train_steps, "batch_size": 4,
+                  "warmup_steps": 2, "val_size": 4, "eval_every": 50, "checkpoint_every": 10},
+        "generate": {"decode": {"strategy": "greedy", "max_new_tokens": 4}, "annotations": str(world.test_annotations)},
+        "evaluate": {"meteor": False, "refs": str(world.test_annotations)},
+    }
+    path = root / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

@@ -1,0 +1,56 @@
+"""A corpus that grows by 1%: the rerun of the pipeline flow embeds only the new captions; the gap,
+index and training recompute (their input changed); image embeddings are served from the cache."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from pipeline_yaml import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
+
+from tomcap.settings import load_pipeline_config
+
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+GROWTH = 0.01
+
+
+def _task_states_since(start: dt.datetime) -> dict[str, list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=start)))
+    states: dict[str, list[str]] = {}
+    for r in runs:
+        if not r.name.startswith("tomcap-"):  # subflow calls appear as task runs named after the flow
+            states.setdefault(r.name, []).append(r.state.name)
+    return states
+
+
+def test_one_percent_more_captions_embeds_only_the_new_ones(prefect_harness, tmp_path):
+    from flows.pipeline import tomcap_pipeline
+
+    config_file = pipeline_yaml(tmp_path, n_scenes=200, train_steps=4)
+    cfg = load_pipeline_config(config_file)
+    data = str(tmp_path / "data")
+    first = tomcap_pipeline(cfg, data)
+    corpus_file = Path(cfg.corpus.sources[0].path)
+    lines = corpus_file.read_text().splitlines()
+    n_new = max(1, round(len(lines) * GROWTH))
+    new = [json.dumps({"image_id": f"new-{i}", "caption": f"a tiny violet star number {i} in the top left corner"})
+           for i in range(n_new)]
+    corpus_file.write_text("\n".join(lines + new) + "\n")
+
+    start = dt.datetime.now(dt.timezone.utc)
+    second = tomcap_pipeline(cfg, data)
+    states = _task_states_since(start)
+    assert second.path != first.path
+    for name in ("corpus", "embed", "gap", "index", "train", "generate", "evaluate"):
+        assert states[name] == ["Completed"], (name, states)
+    assert states["embed_images"] and set(states["embed_images"]) == {"Cached"}, states
+
+    embeds = sorted((Path(data) / "artifacts" / "embed").iterdir(), key=lambda p: p.stat().st_mtime)
+    rows = json.loads((embeds[-1] / "manifest.json").read_text())["rows"]
+    assert rows["encoded"] == n_new and rows["reused"] == rows["rows"] - n_new, rows

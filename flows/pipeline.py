@@ -11,6 +11,8 @@ from prefect import flow
 
 from tasks.stages import (corpus_task, embed_images_task, embed_task, evaluate_task, gap_task, generate_task,
                           index_task, train_task)
+from flows.embed import embed_mapped
+from flows.runners import task_runner
 from tomcap.artifacts import ArtifactRef, load_ref
 from tomcap.settings import PipelineConfig
 
@@ -20,7 +22,10 @@ def prepare(config: PipelineConfig, data_dir: str | None = None) -> dict[str, Ar
     """Stages 1-4: corpus, text embeddings, gap statistics (with unpaired images), datastore."""
     dd = str(config.resolved_data_dir(data_dir))
     corpus = corpus_task(config.corpus, dd)
-    embed = embed_task(config.embed, dd, corpus=corpus)
+    if config.embed.map_rows:
+        embed = embed_mapped.with_options(task_runner=task_runner(config.runner))(config, dd, corpus)
+    else:
+        embed = embed_task(config.embed, dd, corpus=corpus)
     images = embed_images_task(config.embed_images, dd)
     gap = gap_task(config.gap, dd, text=embed, images=images)
     index = index_task(config.index, dd, embed=embed, corpus=corpus)

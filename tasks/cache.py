@@ -41,6 +41,8 @@ def stage_cache_key(stage_module: str, inputs: dict[str, Any]) -> tuple[str, str
     """(stage name, artifact key, Prefect record key) for a stage task's inputs."""
     mod = importlib.import_module(stage_module)
     refs = {k: v for k, v in inputs.items() if _is_refs(v)}
+    # Plain (non-artifact) inputs that select what is computed, e.g. a scale-out task's row range.
+    refs.update({k: inputs[k] for k in getattr(mod, "KEY_ARGS", ())})
     config = inputs[CONFIG_ARG]
     key = stage_key(mod.SPEC, config, mod.upstream_fingerprints(config, **refs))
     data_dir = str(Path(inputs[DATA_DIR_ARG]).resolve())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -36,6 +36,18 @@ class ClipChoice(StageConfig):
     init_seed: int = 0
 
 
+RunnerKind = Literal["threads", "dask"]
+
+
+class RunnerConfig(StageConfig):
+    """Where mapped tasks run. ``dask`` with no ``address`` starts a LocalCluster of ``workers``."""
+
+    kind: RunnerKind = "threads"
+    workers: int = Field(default=2, ge=1, description="LocalCluster workers (dask) or threads")
+    address: str | None = Field(default=None, description="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    processes: bool = Field(default=True, description="LocalCluster workers as processes (else threads)")
+
+
 class PipelineConfig(StageConfig):
     """All stage configs of one run. ``data_dir`` is where artifacts go (not part of any key)."""
 
@@ -54,6 +66,7 @@ class PipelineConfig(StageConfig):
                                             description="images of the corpus captions (paired oracle only)")
     generate: GenerateConfig = GenerateConfig()
     demo: DemoConfig = DemoConfig()
+    runner: RunnerConfig = Field(default=RunnerConfig(), description="where scale-out tasks run (embed.map_rows)")
 
     @model_validator(mode="before")
     @classmethod

@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("pipeline", help="run the whole pipeline as Prefect flows (prepare, train, evaluate)")
     r.add_argument("--config", type=Path, required=True)
     r.add_argument("--data-dir", type=Path, default=None)
+    r.add_argument("--runner", choices=("threads", "dask"), default=None,
+                   help="task runner of the scale-out tasks (embedding row ranges; see embed.map_rows)")
+    r.add_argument("--dask-address", default=None, help="Dask scheduler address (default: a LocalCluster)")
+    r.add_argument("--workers", type=int, default=None, help="LocalCluster workers / threads")
+    r.add_argument("--map-rows", type=int, default=None, help="embed the corpus in tasks of this many rows")
     r.set_defaults(func=run_pipeline)
 
 
@@ -117,6 +122,16 @@ def _clip_fp(cfg) -> str:
 
 def run_pipeline(args: argparse.Namespace) -> int:
     cfg = load_pipeline_config(args.config)
+    runner = {"kind": args.runner, "address": args.dask_address, "workers": args.workers}
+    if args.dask_address is not None and args.runner is None:
+        runner["kind"] = "dask"
+    runner = {k: v for k, v in runner.items() if v is not None}
+    embed = {"map_rows": args.map_rows} if args.map_rows is not None else {}
+    if runner.get("kind") == "dask" and not (args.map_rows or cfg.embed.map_rows):
+        raise ConfigError("--runner dask maps the embedding over row ranges, but embed.map_rows is not set",
+                          fix="pass --map-rows N (or set embed.map_rows in the config)")
+    cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update=runner),
+                                 "embed": cfg.embed.model_copy(update=embed)})
     prefect_defaults()
     from flows.pipeline import tomcap_pipeline
 

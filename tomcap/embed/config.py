@@ -12,7 +12,7 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 """open_clip architecture of the paper; set ``pretrained`` to a tag or a local safetensors file."""
 StoreDtype = Literal["float16", "float32"]
 Precision = Literal["fp32", "bf16", "fp16"]
-RUNTIME_FIELDS = frozenset({"batch_size", "device", "progress"})
+RUNTIME_FIELDS = frozenset({"batch_size", "device", "progress", "map_rows"})
 """Fields that change how fast, not what is computed: kept out of cache keys."""
 
 
@@ -36,6 +36,8 @@ class EmbedConfig(_ClipFields):
 
     truncate: bool = Field(default=True, description="sort by length and cut batches to their longest caption (where exact)")
     reuse: bool = Field(default=True, description="reuse embeddings of already-embedded caption ids (same model+weights)")
+    map_rows: int | None = Field(default=None, ge=1, description="scale-out: embed the corpus in parallel tasks of this many "
+                                 "rows (Prefect's task runner, e.g. Dask), then assemble; null: one task")
 
     def key_dict(self) -> dict[str, Any]:
         # Reuse and truncation only change speed (truncation is used only where it is exact).

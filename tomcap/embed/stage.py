@@ -7,6 +7,7 @@ are encoded. The cache key stays (config + corpus fingerprint): reuse never chan
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from .text import TextEncodeStats, encode_texts
 log = logging.getLogger(__name__)
 
 SPEC = StageSpec(name="embed", version="1", modules=("tomcap.embed",))
+SHARD_STAGE = "embed_shard"
+"""Stage name of the partial artifacts that scale-out tasks write (``tomcap.embed.shards``)."""
 
 
 def model_fingerprint(config: EmbedConfig | ImageEmbedConfig) -> str:
@@ -38,11 +41,16 @@ def model_fingerprint(config: EmbedConfig | ImageEmbedConfig) -> str:
     return f"{config.model}@{weights}" + (f":seed{config.init_seed}" if weights == RANDOM_INIT else "")
 
 
+_INIT_LOCK = threading.Lock()
+"""torch's RNG is process-global: two threads seeding and drawing init weights at once would
+interleave their draws (scale-out tasks on a threaded runner build models concurrently)."""
+
+
 def clip_for(config: EmbedConfig | ImageEmbedConfig) -> LoadedClip:
     """Load the configured CLIP; random init is seeded (``init_seed``) so that 'random-init' names one model."""
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.init_seed)
         return load_clip(config.model, config.pretrained, device=config.device)
 
@@ -61,7 +69,7 @@ def _reuse(store: ArtifactStore, signature: str, ids: pl.Series, emb: np.ndarray
     filled = np.zeros(len(ids), bool)
     sources = []
     want = pl.DataFrame({"caption_id": ids, "_row": np.arange(len(ids))})
-    for m in store.list(SPEC.name):
+    for m in [*store.list(SHARD_STAGE), *store.list(SPEC.name)]:
         if m.info.get("reuse_signature") != signature or filled.all():
             continue
         old = EmbeddingSet.open(ArtifactRef(stage=m.stage, key=m.key, path=str(store.path_for(m.stage, m.key)),

@@ -16,8 +16,8 @@ from ..artifacts import ArtifactRef, load_ref
 from ..errors import ArtifactError
 
 SHARD_PATTERN = "emb-{:05d}.npy"
-IDS_FILE = {"embed": "caption_ids.parquet", "embed_images": "image_ids.parquet"}
-ID_COLUMN = {"embed": "caption_id", "embed_images": "image_id"}
+IDS_FILE = {"embed": "caption_ids.parquet", "embed_shard": "caption_ids.parquet", "embed_images": "image_ids.parquet"}
+ID_COLUMN = {"embed": "caption_id", "embed_shard": "caption_id", "embed_images": "image_id"}
 
 
 def write_shards(emb: np.ndarray, out_dir: Path, dtype: str, shard_rows: int) -> list[str]:

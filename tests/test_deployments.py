@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pipeline_yaml import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -88,13 +89,22 @@ def test_deploy_and_run_through_a_process_worker(prefect_server, tmp_path):
     worker_log = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", POOL, "--limit", "1"], env=env, cwd=REPO,
                               stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
+    tiny = pipeline_yaml(tmp_path / "tiny", n_scenes=40, train_steps=3)
     try:
         out = _cli(env, "deployment", "run", "tomcap-corpus/corpus", "--watch", "--watch-timeout",
                    str(RUN_TIMEOUT_S), timeout=RUN_TIMEOUT_S + 30)
+        # The scheduled/event-triggered deployment, run by hand on the tiny pipeline config.
+        retrain = _cli(env, "deployment", "run", "tomcap-retrain/retrain", "-p", f"config_file={tiny}", "--watch",
+                       "--watch-timeout", str(RUN_TIMEOUT_S), timeout=RUN_TIMEOUT_S + 30)
     finally:
         _stop(worker)
         worker_log.close()
     assert "Completed" in out, out + (tmp_path / "worker.log").read_text()
     manifests = list((tmp_path / "data" / "artifacts" / "corpus").glob("*/manifest.json"))
-    assert len(manifests) == 1 and json.loads(manifests[0].read_text())["rows"]["rows_out"] > 0
-    assert "tomcap-corpus-stats" in _cli(env, "artifact", "ls")
+    assert len(manifests) == 2 and all(json.loads(m.read_text())["rows"]["rows_out"] > 0 for m in manifests)  # corpus + retrain
+    assert "Completed" in retrain, retrain + (tmp_path / "worker.log").read_text()
+    metrics = list((tmp_path / "data" / "artifacts" / "evaluate").glob("*/metrics.json"))
+    assert len(metrics) == 1 and "CIDEr" in json.loads(metrics[0].read_text())
+    listed = _cli(env, "artifact", "ls")
+    assert all(k in listed for k in ("tomcap-corpus-stats", "tomcap-gap-report", "tomcap-training-curve",
+                                     "tomcap-eval-metrics")), listed

@@ -96,3 +96,19 @@ def test_empty_and_mismatched_inputs():
     s = gapmath.estimate_stats(np.random.rand(5, D), np.random.rand(5, D))
     with pytest.raises(InputDataError, match="dim"):
         gapmath.correct_text(np.ones((2, D + 2), np.float32), s)
+
+
+def test_saved_stats_bytes_do_not_depend_on_the_process(tmp_path):
+    """safetensors orders metadata keys by hash map: the file must still be byte-stable across processes."""
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np; from tomcap.gapmath import GaussianStats, save_stats; "
+              "v = np.arange(4, dtype=np.float32); "
+              "save_stats(GaussianStats(mu_i=v, mu_t=v, sigma_i=v, sigma_t=v, noise_std=v, n_text=1, n_image=1), sys.argv[1])")
+    digests = set()
+    for i in range(4):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / str(i))], check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": str(i)})
+        digests.add((tmp_path / str(i) / "stats.safetensors").read_bytes())
+    assert len(digests) == 1

@@ -211,8 +211,10 @@ def save_stats(stats: GaussianStats, folder: Path | str) -> list[str]:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    # One metadata key: safetensors writes metadata from a hash map, so with several keys their order
+    # (and the file's bytes, and every downstream cache key) changed from process to process.
     save_file({k: getattr(stats, k) for k in STAT_FIELDS}, str(folder / STATS_TENSORS),
-              metadata={"format": "tomcap-gaussian-stats", "dim": str(stats.dim)})
+              metadata={"format": f"tomcap-gaussian-stats dim={stats.dim}"})
     doc = {"dim": stats.dim, "n_text": stats.n_text, "n_image": stats.n_image, "n_paired": stats.n_paired,
            "meta": stats.meta, **{k: getattr(stats, k).tolist() for k in STAT_FIELDS}}
     (folder / STATS_JSON).write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")

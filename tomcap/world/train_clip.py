@@ -217,7 +217,9 @@ def _save(model: Any, cfg: ClipTrainConfig, world: WorldConfig, dev: torch.devic
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out_file), metadata={"model_name": cfg.model_name, "seed": str(cfg.seed)})
+    # One metadata key: safetensors orders several keys by hash map, so the file bytes would vary per process.
+    save_file(state, str(out_file), metadata={"tomcap": json.dumps({"model_name": cfg.model_name, "seed": cfg.seed},
+                                                                   sort_keys=True)})
     seconds = sum(p["seconds"] for p in phases.values())
     steps = cfg.steps + (cfg.finetune_steps if "phase2" in phases else 0)
     record = {"model_name": cfg.model_name, "train_config": cfg.model_dump(mode="json"),

@@ -1,5 +1,5 @@
 """Scale-out text embedding: the corpus in row ranges mapped over the flow's task runner, then the
-'embed' artifact assembled from them (identical to a single-task run)."""
+'embed' artifact assembled from them (the single-task run's key; values equal up to float rounding)."""
 from __future__ import annotations
 
 from prefect import flow

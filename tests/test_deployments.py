@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from pipeline_yaml import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
+from flow_helpers import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")

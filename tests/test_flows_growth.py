@@ -7,26 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from pipeline_yaml import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
+from flow_helpers import pipeline_yaml, task_states_since  # tests/ is on sys.path (pytest rootdir conftest)
 
 from tomcap.settings import load_pipeline_config
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 GROWTH = 0.01
-
-
-def _task_states_since(start: dt.datetime) -> dict[str, list[str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=start)))
-    states: dict[str, list[str]] = {}
-    for r in runs:
-        if not r.name.startswith("tomcap-"):  # subflow calls appear as task runs named after the flow
-            states.setdefault(r.name, []).append(r.state.name)
-    return states
 
 
 def test_one_percent_more_captions_embeds_only_the_new_ones(prefect_harness, tmp_path):
@@ -45,7 +32,7 @@ def test_one_percent_more_captions_embeds_only_the_new_ones(prefect_harness, tmp
 
     start = dt.datetime.now(dt.timezone.utc)
     second = tomcap_pipeline(cfg, data)
-    states = _task_states_since(start)
+    states = task_states_since(start)
     assert second.path != first.path
     for name in ("corpus", "embed", "gap", "index", "train", "generate", "evaluate"):
         assert states[name] == ["Completed"], (name, states)

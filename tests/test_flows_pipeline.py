@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flow_helpers import task_states_since  # tests/ is on sys.path (pytest rootdir conftest)
 
 from tomcap.model.tiny import make_random_gpt2
 from tomcap.settings import PipelineConfig
@@ -34,18 +35,6 @@ def tiny_config(root: Path) -> PipelineConfig:
     })
 
 
-def _task_states_since(start: dt.datetime) -> dict[str, list[str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=start)))
-    states: dict[str, list[str]] = {}
-    for r in runs:
-        states.setdefault(r.name, []).append(r.state.name)
-    return states
-
-
 def test_demo_flow_then_fully_cached_rerun(prefect_harness, tmp_path):
     from flows.demo import demo
 
@@ -64,8 +53,7 @@ def test_demo_flow_then_fully_cached_rerun(prefect_harness, tmp_path):
     t0 = time.perf_counter()
     again = demo(cfg, data)
     warm = time.perf_counter() - t0
-    # Subflow calls show up as task runs named after the flow; they hold no work of their own.
-    states = {k: v for k, v in _task_states_since(start).items() if not k.startswith("tomcap-")}
+    states = task_states_since(start)
     assert again.path == report.path
     assert states and all(s == "Cached" for runs in states.values() for s in runs), states
     assert {"world", "corpus", "embed", "gap", "index", "train", "generate", "evaluate", "demo_report"} <= set(states)
@@ -99,7 +87,7 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     changed = wired.model_copy(update={"generate": wired.generate.model_copy(update={"decode": decode})})
     start = dt.datetime.now(dt.timezone.utc)
     evaluate(changed, str(checkpoint), str(index), data)
-    states = {k: v for k, v in _task_states_since(start).items() if not k.startswith("tomcap-")}
+    states = task_states_since(start)
     assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states
 
     # Swap the datastore: an index built from another corpus (the unpaired world's captions).
@@ -109,7 +97,7 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     other_index = index_task(wired.index, data, embed=embed_task(wired.embed, data, corpus=oc), corpus=oc)
     start = dt.datetime.now(dt.timezone.utc)
     evaluate(wired, str(checkpoint), other_index.path, data)
-    states = {k: v for k, v in _task_states_since(start).items() if not k.startswith("tomcap-")}
+    states = task_states_since(start)
     assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states
 
     # A guidance sweep over the same checkpoint and datastore: a plot and one row per scale.

@@ -18,7 +18,7 @@ import pytest
 
 from tomcap.artifacts import TMP_PREFIX
 
-from pipeline_yaml import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
+from flow_helpers import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from ..artifacts import ArtifactRef, ArtifactStore, load_ref
 from ..constants import DEMO_CONFIG_FILE
 from ..errors import ArtifactError, ConfigError
-from ..settings import load_pipeline_config
+from ..settings import RunnerKind, load_pipeline_config
 from .common import add_stage_args, load_config, prefect_defaults, report
 
 FULL_RECIPE = {"query": "text", "gap_correction": True, "noise": True, "retrieval_prompt": True, "retrieval_cross": True}
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("pipeline", help="run the whole pipeline as Prefect flows (prepare, train, evaluate)")
     r.add_argument("--config", type=Path, required=True)
     r.add_argument("--data-dir", type=Path, default=None)
-    r.add_argument("--runner", choices=("threads", "dask"), default=None,
+    r.add_argument("--runner", choices=get_args(RunnerKind), default=None,
                    help="task runner of the scale-out tasks (embedding row ranges; see embed.map_rows)")
     r.add_argument("--dask-address", default=None, help="Dask scheduler address (default: a LocalCluster)")
     r.add_argument("--workers", type=int, default=None, help="LocalCluster workers / threads")

@@ -2,8 +2,9 @@
 
 Each range becomes a small ``embed_shard`` artifact (cached, atomic: a killed worker loses only its
 range). The final ``embed`` artifact is then built by :func:`tomcap.embed.stage.run_embed` as
-always; its incremental reuse finds every caption in the shard artifacts, so it encodes nothing and
-stores exactly what a single-task run stores (same key, same files).
+always; its incremental reuse finds every caption in the shard artifacts, so it encodes nothing. It
+has the single-task run's key; its values equal that run's up to float rounding (each task batches
+its own rows by length, and BLAS results depend on the batch shape).
 """
 from __future__ import annotations
 

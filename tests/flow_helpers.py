@@ -1,6 +1,7 @@
-"""A small real pipeline config (YAML on disk) for tests that run `tomcap pipeline` or its flows."""
+"""Helpers of the flow tests: a small real pipeline config (YAML on disk), and which tasks ran."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -31,3 +32,18 @@ def pipeline_yaml(root: Path, n_scenes: int, train_steps: int) -> Path:
     path = root / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def task_states_since(start: dt.datetime) -> dict[str, list[str]]:
+    """Task name -> states of the task runs started after ``start`` (current Prefect API). Subflow
+    calls, which appear as task runs named after their flow ('tomcap-...'), are left out."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=start)))
+    states: dict[str, list[str]] = {}
+    for r in runs:
+        if not r.name.startswith("tomcap-"):
+            states.setdefault(r.name, []).append(r.state.name)
+    return states

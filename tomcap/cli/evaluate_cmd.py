@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refs-key", default=None, help="references field of paired files (default: detect)")
     p.add_argument("--pred-key", default=None, help="prediction field of paired files (default: detect)")
     p.add_argument("--id-key", default=None, help="image id field of paired files (default: detect)")
-    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves the jar's ~9 s start)")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves the jar's ~8 s table load)")
     p.add_argument("--no-spice", action="store_true", help="skip SPICE even if its jars are installed")
-    p.add_argument("--meteor-workers", type=int, default=None, help="METEOR processes (~1 GB each)")
+    p.add_argument("--meteor-workers", type=int, default=None, help="METEOR processes (default: one per core, at most 2)")
     p.add_argument("--no-meteor-cache", action="store_true",
                    help="do not keep a METEOR paraphrase table filtered to these references in <data-dir>/cache")
     p.set_defaults(func=run)

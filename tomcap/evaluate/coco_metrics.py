@@ -4,13 +4,15 @@ results files against shared references, with pycocoevalcap's numbers.
 The schedule is what makes it fast; the maths is the toolkit's:
 
 1. METEOR starts first: on a paraphrase table filtered to this reference set when one is cached
-   (ready in ~1 s, see ``paraphrase``), else on the full table (~9 s to load) when no cache folder
-   is given; with a cache folder but no table yet, the table is filtered right after tokenising
-   (~ the cost of loading it) and the small copy is loaded and kept for the next run;
+   (one process per core, ready in ~1 s, see ``paraphrase``), else one process on the full table
+   (~7 s to load);
 2. one PTB tokenizer process tokenises the references once and every results file's captions;
+   when a filtered table is worth building (``paraphrase``), the table is then filtered beside
+   the loading process, and a second process joins the scoring on the filtered copy, which is
+   kept for the next run;
 3. meanwhile BLEU, ROUGE-L and CIDEr run in numpy (``ngrams``, ``rouge``);
-4. a background thread streams every file's METEOR lines to the warm processes (two of them split
-   the lines when that pays, see ``meteor.auto_meteor_workers``); all JVMs run C1-compiled only.
+4. a background thread hands every file's METEOR lines, in chunks, to whichever process is free
+   (``meteor.MeteorPool``).
 """
 from __future__ import annotations
 
@@ -79,52 +81,74 @@ def _reference_slots(items: Sequence[EvalItem]) -> tuple[dict, list[list[str]]]:
 
 
 class _MeteorSide:
-    """METEOR for one run: a pool started at once (on a cached filtered table, or on the full table
-    when nothing is cached), or, with a cache folder but no table yet, started in the METEOR thread
-    after filtering the table to the tokenised references (so later runs find it)."""
+    """METEOR for one run, started before tokenisation.
+
+    Table cached for these references: ``workers`` processes on it at once (~1 s to load). Not
+    cached: one process on the full table at once; when the copy is worth building (a cache folder,
+    more than one worker, and a sweep or a reference set seen before: see ``paraphrase``), the table
+    is filtered beside it (from the tokenised references, see :meth:`references_ready`) and the
+    other processes join on the filtered copy, which stays for the next run.
+    """
 
     def __init__(self, n_items: int, workers: int | None, cache_dir: Path | None, raw_refs: list[str],
                  timings: dict[str, float]):
-        self.n_items, self.workers, self.timings = n_items, workers, timings
+        self.timings = timings
         self.cache = ParaphraseCache(cache_dir) if cache_dir is not None else None
         self.key = cache_key(raw_refs) if self.cache is not None else ""
         table = self.cache.lookup(self.key) if self.cache is not None else None
         timings["meteor_table_cached"] = float(table is not None)
+        workers = workers or auto_meteor_workers()
+        self._refs = threading.Event()
+        self._build: FilterBuild | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self._build: FilterBuild | None = None
-        self.pool = self._start(table) if table is not None or self.cache is None else None
+        self._wants_build = False
+        if table is not None:
+            self.pool = MeteorPool(now=[table] * workers)
+            return
+        if self.cache is not None and workers > 1:
+            # see paraphrase.py: a one-off, one-file evaluation is fastest without the filter
+            self._wants_build = n_items > 1 or self.cache.seen(self.key)
+            if not self._wants_build:
+                self.cache.mark_seen(self.key)
+        self.pool = MeteorPool(now=[None], later=[self._filtered_table] * (workers - 1) if self._wants_build else ())
+        timings["meteor_table_built"] = float(self._wants_build)
 
-    def _start(self, table: Path | None) -> MeteorPool:
-        workers = self.workers or auto_meteor_workers(self.n_items, filtered_table=table is not None)
-        return MeteorPool(workers, paraphrase=table)
+    def references_ready(self, tok_ref_sentences: list[str]) -> None:
+        """Tokenised references (the lines METEOR sees): start the filter if this run builds one."""
+        with self._lock:
+            if self._wants_build and not self._closed:
+                self._t_build = time.perf_counter()
+                self._build = self.cache.start_build(self.key, tok_ref_sentences)
+        self._refs.set()
 
-    def score(self, tok_ref_sentences: list[str], hyps: list[str], refs: list[list[str]]) -> tuple[float, list[float]]:
-        """Runs in the METEOR thread; the first call may filter the table and start the pool."""
-        if self.pool is None:
-            self._start_filtered(tok_ref_sentences)
+    def _filtered_table(self) -> Path | None:
+        """Runs in a pool worker: the filtered table once built (None if none is built)."""
+        self._refs.wait()
+        build = self._build
+        if build is None:
+            return None
+        table = build.wait()
+        self.timings.setdefault("meteor_filter", time.perf_counter() - self._t_build)
+        return table
+
+    def score(self, hyps: list[str], refs: list[list[str]]) -> tuple[float, list[float]]:
         return self.pool.score(hyps, refs)
 
-    def _start_filtered(self, tok_ref_sentences: list[str]) -> None:
-        t = time.perf_counter()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("METEOR was closed")
-            self._build = self.cache.start_build(self.key, tok_ref_sentences)
-        table = self._build.wait()  # None (warned) if filtering failed: the full table then
-        self.timings["meteor_filter"] = time.perf_counter() - t
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("METEOR was closed")
-            self.pool = self._start(table)
-
-    def close(self) -> None:
+    def close(self, keep_table: bool) -> None:
+        """Stop the processes; ``keep_table``: first let a running filter finish (the next run needs it)."""
         with self._lock:
             self._closed = True
-            if self._build is not None:
-                self._build.cancel()
-            if self.pool is not None:
-                self.pool.close()
+            build = self._build
+        self._refs.set()
+        self.pool.stop_joining()
+        if build is not None:
+            if keep_table:
+                build.wait()
+            else:
+                build.cancel()
+        self.timings["meteor_processes"] = float(self.pool.n_started)
+        self.pool.close()
 
 
 def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool = True,
@@ -132,9 +156,9 @@ def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool =
     """COCO metrics of each item; references shared by items are tokenised once.
 
     ``meteor_workers`` METEOR processes split the scoring (default: ``auto_meteor_workers``).
-    ``cache_dir`` keeps METEOR paraphrase tables filtered to a reference set (``paraphrase``):
-    the first run against a reference set filters one (~13 CPU-s, about what loading the full
-    table costs), later runs load it in ~1 s instead of ~9 s.
+    ``cache_dir`` keeps METEOR paraphrase tables filtered to a reference set (``paraphrase``),
+    built beside the full-table process by a sweep or by the second run against a reference set
+    (that run waits for the filter if scoring ends first); later runs load it in ~1 s, not ~7 s.
     ``spice`` asks for SPICE when its CoreNLP jars are present; when they are not, it is skipped
     with one warning and left out of the metrics (never reported as 0).
     """
@@ -142,17 +166,22 @@ def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool =
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     ref_slot, ref_lists = _reference_slots(items)
-    side = _MeteorSide(len(items), meteor_workers, cache_dir, [s for r in ref_lists for s in r], timings) \
-        if meteor else None
+    side = _MeteorSide(len(items), meteor_workers, cache_dir, [s for r in ref_lists for s in r], timings) if meteor else None
+    ok = False
     try:
-        return _score(items, ref_slot, ref_lists, side, spice, timings, t0)
+        out = _score(items, ref_slot, ref_lists, side, spice, timings)
+        ok = True
     finally:
         if side is not None:
-            side.close()
+            side.close(keep_table=ok)
+    total = time.perf_counter() - t0  # includes waiting for a filter that was still running
+    for scores in out:
+        scores.timings.update({k: v for k, v in timings.items() if k.startswith("meteor")}, total=total)
+    return out
 
 
 def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]], meteor: _MeteorSide | None,
-           spice: bool, timings: dict[str, float], t0: float) -> list[CocoScores]:
+           spice: bool, timings: dict[str, float]) -> list[CocoScores]:
     sizes = np.array([len(r) for r in ref_lists], dtype=np.int64)
     raw = [s for r in ref_lists for s in r] + [h for item in items for h in item.hyps]
     t = time.perf_counter()
@@ -178,11 +207,11 @@ def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meteor") if meteor else None
     try:
         if meteor is not None and pool is not None:
-            tok_ref_sentences = tokens[:n_ref_sent]
+            meteor.references_ready(tokens[:n_ref_sent])
             for images, hyp_sent in per_item:
                 hyps = [tokens[s] for s in hyp_sent.tolist()]
                 refs = [tok_refs[i] for i in images.tolist()]
-                meteor_futures.append(pool.submit(meteor.score, tok_ref_sentences, hyps, refs))
+                meteor_futures.append(pool.submit(meteor.score, hyps, refs))
         out = []
         for item, (images, hyp_sent) in zip(items, per_item):
             out.append(_python_metrics(item, index, tokens, tok_refs, images, hyp_sent, dict(timings)))
@@ -195,7 +224,7 @@ def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]]
     finally:
         if pool is not None:
             if any(not f.done() for f in meteor_futures) and meteor is not None:
-                meteor.close()  # an error on this side: stop the JVMs so the thread ends now
+                meteor.close(keep_table=False)  # an error on this side: stop the JVMs so the thread ends now
             pool.shutdown(wait=True, cancel_futures=True)
     if spice and out:
         if spice_available():
@@ -206,10 +235,8 @@ def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]]
         else:
             log.warning("SPICE skipped: the Stanford CoreNLP jars (pycocoevalcap/spice/lib/stanford-corenlp-3.6.0*.jar) "
                         "are not installed and cannot be downloaded here; SPICE is absent from the metrics")
-    total = time.perf_counter() - t0
     for scores in out:
         scores.metrics = {k: scores.metrics[k] for k in (*METRIC_NAMES, SPICE) if k in scores.metrics}
-        scores.timings.update({k: v for k, v in timings.items() if k.startswith("meteor")}, total=total)
     return out
 
 

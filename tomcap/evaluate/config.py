@@ -23,9 +23,10 @@ class EvaluateConfig(StageConfig):
     id_key: str | None = Field(default=None, description="image id field of paired/list files (default: detect)")
     meteor: bool = True
     meteor_workers: int | None = Field(default=None, ge=1, description="METEOR processes sharing the scoring "
-                                       "(~1 GB each); default: by CPU count and number of results files")
+                                       "(up to 2 GB heap each); default: one per core, at most 2")
     meteor_cache: bool = Field(default=True, description="keep METEOR paraphrase tables filtered to each reference "
-                               "set under <data_dir>/cache/meteor (same scores; later runs start ~8 s faster)")
+                               "set evaluated twice under <data_dir>/cache/meteor (same scores; later runs "
+                               "start ~7 s sooner and score with two processes)")
     spice: bool = Field(default=True, description="compute SPICE when its CoreNLP jars are installed")
     clip_model: str | None = Field(default=None, description="open_clip model for CLIPScore/RefCLIPScore/recall")
     clip_pretrained: str | None = Field(default=None, description="pretrained tag or weights file of clip_model")

@@ -11,7 +11,7 @@ scoring when it is ready (``meteor.MeteorPool``), and the copy is kept for later
 the same references (the next checkpoint, the next variant), which start in ~1 s.
 
 When it is worth building: on two cores the filter slows a one-file run by ~5 s (it competes
-with the loading process; measured 17 s -> 22 s on the 5000-image MAGIC file), so a reference
+with the loading process; ~17 s -> ~21 s on the 5000-image MAGIC file, benchmarks/evaluate.py), so a reference
 set evaluated once, one file, never pays for it; it is built the second time a reference set is
 seen (a ``seen-<key>`` marker records the first), and at once for a sweep of several files,
 where the second process repays the filter within the run. Copies are keyed by the raw

@@ -28,6 +28,7 @@ import numpy as np
 
 from .java import java_executable, ptb_tokenize, spice_available
 from .meteor import MeteorPool, auto_meteor_workers
+from .meteor_table import StoredCopyBuild, stored_copy
 from .ngrams import BLEU_N, RefGroups, RefIndex, bleu, cider, encode
 from .paraphrase import FilterBuild, ParaphraseCache, cache_key
 from .rouge import rouge_l
@@ -103,9 +104,12 @@ class _MeteorSide:
         self._lock = threading.Lock()
         self._closed = False
         self._wants_build = False
+        self._copy: StoredCopyBuild | None = None
         if table is not None:
             self.pool = MeteorPool(now=[table] * workers)
             return
+        if stored_copy() is None:  # for the next run: this one has started on the compressed table
+            self._copy = StoredCopyBuild()
         if self.cache is not None and workers > 1:
             # see paraphrase.py: a one-off, one-file evaluation is fastest without the filter
             self._wants_build = n_items > 1 or self.cache.seen(self.key)
@@ -147,6 +151,8 @@ class _MeteorSide:
                 build.wait()
             else:
                 build.cancel()
+        if self._copy is not None:
+            self._copy.wait()
         self.timings["meteor_processes"] = float(self.pool.n_started)
         self.pool.close()
 

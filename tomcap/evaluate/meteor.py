@@ -26,10 +26,10 @@ from pathlib import Path
 
 from ..errors import TomcapError
 from .java import java_executable, package_dir
+from .meteor_table import METEOR_JAR, stored_copy
 
 log = logging.getLogger(__name__)
 
-METEOR_JAR = "meteor-1.5.jar"
 METEOR_HEAP = "2G"
 """Heap of the stock wrapper (``-Xmx2G``); the full paraphrase table needs about 1.5 GB."""
 METEOR_ARGS = ("-", "-", "-stdio", "-l", "en", "-norm")
@@ -59,7 +59,8 @@ class MeteorProcess:
         jar_dir = package_dir("meteor")
         self._stderr = tempfile.TemporaryFile()
         if paraphrase is None:
-            jvm, extra = (*FULL_TABLE_JVM, f"-Xms{heap}"), []
+            full = stored_copy()  # the same table, faster to read (meteor_table.py)
+            jvm, extra = (*FULL_TABLE_JVM, f"-Xms{heap}"), ([] if full is None else ["-a", str(full)])
         else:
             jvm, extra = FILTERED_TABLE_JVM, ["-a", str(paraphrase)]
         cmd = [java_executable(), *jvm, "-jar", f"-Xmx{heap}", METEOR_JAR, *METEOR_ARGS, *extra]

@@ -31,11 +31,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .java import java_executable, package_dir
+from .meteor_table import METEOR_JAR, TABLE, original_table, stored_copy
 
 log = logging.getLogger(__name__)
 
 FILTER_CLASS = "FilterParaphrase"
-TABLE = Path("data") / "paraphrase-en.gz"
 FILTER_HEAP = "2G"
 FILTER_JVM = ("-XX:+UseSerialGC",)
 """The filter streams the table and keeps only a phrase trie: one GC thread leaves the other core
@@ -47,7 +47,7 @@ CACHE_VERSION = "1"
 def _table_identity() -> str:
     jar_dir = package_dir("meteor")
     parts = []
-    for f in (jar_dir / "meteor-1.5.jar", jar_dir / TABLE):
+    for f in (jar_dir / METEOR_JAR, jar_dir / TABLE):
         st = f.stat()
         parts.append(f"{f.name}:{st.st_size}")
     return ";".join(parts)
@@ -100,8 +100,8 @@ class FilterBuild:
             f.write("\n".join(tokenized_refs) + "\n")
             self._refs_file = Path(f.name)
         jar_dir = package_dir("meteor")
-        cmd = [java_executable(), *FILTER_JVM, f"-Xmx{FILTER_HEAP}", "-cp", str(jar_dir / "meteor-1.5.jar"), FILTER_CLASS,
-               str(jar_dir / TABLE), str(self._tmp_out), str(self._refs_file)]
+        cmd = [java_executable(), *FILTER_JVM, f"-Xmx{FILTER_HEAP}", "-cp", str(jar_dir / METEOR_JAR), FILTER_CLASS,
+               str(stored_copy() or original_table()), str(self._tmp_out), str(self._refs_file)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._done = self._cancelled = False
         self._result: Path | None = None

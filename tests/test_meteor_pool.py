@@ -101,3 +101,12 @@ def test_a_joiner_without_table_never_starts(fake):
 
 def test_auto_workers_one_per_core_capped():
     assert [meteor.auto_meteor_workers(c) for c in (1, 2, 16)] == [1, 2, meteor.MAX_AUTO_WORKERS]
+
+
+def test_the_eval_skips_a_process_that_died_after_answering(fake):
+    """The first process to answer may be gone by the EVAL: another live one computes it."""
+    hyps, refs, expected = _inputs(6 * meteor.CHUNK_LINES)
+    fake.die_after["small.gz"] = 1
+    with meteor.MeteorPool(now=["small.gz", None]) as pool:
+        total, per = pool.score(hyps, refs)
+    assert per == expected and total == sum(expected)

@@ -188,6 +188,7 @@ class MeteorPool:
         self._closing = False
         self._started: list[MeteorProcess] = []
         self._ready: list[MeteorProcess] = []  # in the order they answered their first chunk
+        self._dead: list[MeteorProcess] = []
         self._live = len(now) + len(later)
         self._batch: _Batch | None = None
         self._last_error: BaseException | None = None
@@ -251,6 +252,8 @@ class MeteorPool:
                             self._ready.append(proc)
                     batch.finish(lines, replies)
                 except BaseException as err:  # this process is gone: another one takes its chunk
+                    with self._lock:
+                        self._dead.append(proc)
                     if not self._closing:
                         log.warning("a METEOR process stopped; %d left: %s", self._live - 1, err)
                     self._last_error = err
@@ -295,9 +298,18 @@ class MeteorPool:
         if not hypotheses:
             raise ValueError("METEOR needs at least one hypothesis")
         stats = self.stats(hypotheses, references)
-        with self._lock:
-            first = (self._ready or self._started)[0]
-        return first.eval_stats(stats)
+        while True:  # the EVAL goes to a live process; if it dies meanwhile, to the next one
+            with self._lock:
+                alive = [p for p in dict.fromkeys(self._ready + self._started) if p not in self._dead]
+            if not alive:
+                raise self._last_error or TomcapError("no METEOR process is left to score",
+                                                      fix="check `java -version` and free memory")
+            try:
+                return alive[0].eval_stats(stats)
+            except TomcapError as err:
+                with self._lock:
+                    self._dead.append(alive[0])
+                self._last_error = err
 
     def close(self) -> None:
         with self._lock:

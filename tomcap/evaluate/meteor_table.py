@@ -6,8 +6,8 @@ bytes written as a "stored" gzip (deflate level 0, no compression) reads at memo
 jar takes it with ``-a``: the same lines, so the same scores (the MAGIC and slice tests compare
 every number with stock pycocoevalcap). The copy lives next to the original, named after the
 original's size so that another pycocoevalcap release gets its own copy; ``make install`` writes
-it (``python -m tomcap.evaluate.meteor_table``), and an evaluation that finds none writes it in
-the background for the next one. Written to a temp name and renamed: a copy that exists is whole.
+it (:func:`write_stored_copy`), and an evaluation that finds none writes it in the background
+for the next one. Written to a temp name and renamed: a copy that exists is whole.
 """
 from __future__ import annotations
 
@@ -78,7 +78,3 @@ class StoredCopyBuild:
 
     def wait(self) -> None:
         self._thread.join()
-
-
-if __name__ == "__main__":
-    print(write_stored_copy())

@@ -108,11 +108,6 @@ class MeteorProcess:
                 writer.join()
             return replies
 
-    def stats(self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> list[str]:
-        """METEOR sufficient statistics per (hypothesis, references) pair (the jar's SCORE reply)."""
-        lines = [_score_line(h, r) for h, r in zip(hypotheses, references, strict=True)]
-        return self.exchange(lines, len(lines))
-
     def eval_stats(self, stats: Sequence[str]) -> tuple[float, list[float]]:
         """The jar's EVAL of a list of SCORE statistics: (corpus score, per-segment scores)."""
         replies = self.exchange(["EVAL ||| " + " ||| ".join(stats)], len(stats) + 1)
@@ -129,10 +124,6 @@ class MeteorProcess:
         self._stderr.close()
 
 
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 MAX_AUTO_WORKERS = 2
 """Each process holds a table (~1.5 GB full, ~0.3 GB filtered); past two, scoring is rarely the
 bottleneck of one evaluation."""
@@ -140,7 +131,9 @@ bottleneck of one evaluation."""
 
 def auto_meteor_workers(cpus: int | None = None) -> int:
     """Default number of METEOR processes: one per core, at most ``MAX_AUTO_WORKERS``."""
-    return max(1, min(MAX_AUTO_WORKERS, available_cpus() if cpus is None else cpus))
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_AUTO_WORKERS, cpus))
 
 
 class _Batch:
@@ -177,7 +170,7 @@ class MeteorPool:
     ``now``: tables of processes started at once (None: the full table). ``later``: callables, each
     run in its own thread, that return the table of one more process (or None: it never starts),
     e.g. waiting for a filtered table; such a process joins the scoring when it is up. The EVAL that
-    turns statistics into scores runs in the first process that answered.
+    turns statistics into scores runs in the first live process that answered.
     """
 
     def __init__(self, now: Sequence[Path | None] = (None,), later: Sequence[Callable[[], Path | None]] = ()):

@@ -262,8 +262,12 @@ class MeteorPool:
             self._live -= 1
             batch, orphaned = self._batch, self._live == 0
         if orphaned and batch is not None and not self._closing:
-            batch.fail(self._last_error or TomcapError("no METEOR process is left to score",
-                                                       fix="check `java -version` and free memory"))
+            batch.fail(self._no_process_error())
+
+    def _no_process_error(self) -> BaseException:
+        """Why no process is left: the last one's own error when there was one."""
+        return self._last_error or TomcapError("no METEOR process is left to score",
+                                               fix="check `java -version` and free memory")
 
     def stats(self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> list[str]:
         """SCORE statistics per (hypothesis, references) pair, computed by whichever process is free."""
@@ -273,7 +277,7 @@ class MeteorPool:
         batch = _Batch(len(chunks))
         with self._lock:
             if self._live == 0:
-                raise TomcapError("no METEOR process is running", fix="check `java -version` and free memory")
+                raise self._no_process_error()
             self._batch = batch
         for chunk in chunks:
             self._jobs.put((batch, chunk))
@@ -295,8 +299,7 @@ class MeteorPool:
             with self._lock:
                 alive = [p for p in dict.fromkeys(self._ready + self._started) if p not in self._dead]
             if not alive:
-                raise self._last_error or TomcapError("no METEOR process is left to score",
-                                                      fix="check `java -version` and free memory")
+                raise self._no_process_error()
             try:
                 return alive[0].eval_stats(stats)
             except TomcapError as err:
@@ -306,7 +309,7 @@ class MeteorPool:
 
     def close(self) -> None:
         with self._lock:
-            self._closing = True
+            self._closing = True  # from here on no late process starts (see _start_late)
             started = list(self._started)
         for _ in self._threads:
             self._jobs.put(_STOP)
@@ -314,7 +317,3 @@ class MeteorPool:
             p.close()  # a worker blocked on a reply gets EOF and ends
         for t in self._threads:
             t.join()
-        with self._lock:
-            late = self._started[len(started):]
-        for p in late:
-            p.close()

@@ -71,12 +71,13 @@ def test_untrusted_folders_are_rebuilt(tmp_path):
     (final / "out.txt").write_text("stale half write")  # no manifest: never trusted
     ref = store.build(spec, _Cfg(), {}, _writer("fresh", calls))
     assert calls == [1] and (ref.dir / "out.txt").read_text() == "fresh"
-    (ref.dir / "out.txt").write_text("")  # truncated after the fact
+    (ref.dir / "out.txt").write_text("")  # truncated after the fact: damaged, named, rebuilt only when asked
     with pytest.raises(ArtifactError, match="missing or truncated"):
         read_manifest(ref.dir)
-    assert store.find("demo", key) is None
-    store.build(spec, _Cfg(), {}, _writer("fresh", calls))
-    assert calls == [1, 1]
+    with pytest.raises(ArtifactError, match="out.txt.*--force"):
+        store.find("demo", key)
+    store.build(spec, _Cfg(), {}, _writer("fresh", calls), force=True)
+    assert calls == [1, 1] and store.find("demo", key) is not None
 
 
 def test_killed_mid_write_leaves_nothing_trusted(tmp_path):

@@ -8,20 +8,32 @@ the same inputs finds the folder and reuses it, and any change upstream flows do
 Folders are written atomically: files go to a temp folder beside the final one, are fsynced, the
 manifest is written last, then the folder is renamed into place. A folder without a valid
 manifest is never trusted and is replaced by the next run that needs it.
+
+Integrity: every read of a manifest checks the files' sizes; the first time a process uses an
+artifact (reuse, a folder passed by the user, or any read through ``ArtifactRef.dir``/``file``)
+it also checks every file's sha256 against the manifest, and remembers the files' (size, mtime,
+inode) so that later uses in the process cost one ``stat`` per file. A file that differs is a
+:class:`DamagedArtifactError` naming it and the rebuild (``--force`` on that stage).
+
+Concurrency: a build holds an exclusive ``flock`` on ``.locks/<stage>.<key>.lock``, so two
+identical runs serialise per artifact key and the second reuses what the first wrote.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -37,13 +49,33 @@ from .constants import (
     TMP_PREFIX,
     TRASH_PREFIX,
 )
-from .errors import ArtifactError
+from .errors import ArtifactError, ConfigError
 
 log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = ("tomcap", "numpy", "polars", "pyarrow", "torch", "open_clip_torch", "faiss-cpu",
                     "transformers", "peft", "pycocoevalcap")
 """Library versions recorded in every manifest (those that are installed)."""
+LOCKS_SUBDIR, LOCK_SUFFIX = ".locks", ".lock"
+"""Per-key lock files ``artifacts/.locks/<stage>.<key>.lock`` (removed by the holder; a killed one's are harmless)."""
+HASH_THREADS = 4
+"""Files of one artifact are hashed in parallel (hashlib releases the GIL on large buffers)."""
+_STAGE_COMMANDS = {"embed_images": "embed-images", "embed_shard": "embed"}
+"""CLI command of a stage whose name differs from it (for the rebuild hint)."""
+
+
+class DamagedArtifactError(ArtifactError):
+    """A complete artifact (valid manifest) whose files no longer match the manifest."""
+
+
+def rebuild_fix(stage: str, folder: Path) -> str:
+    cmd = _STAGE_COMMANDS.get(stage, stage)
+    return f"rebuild it: rerun `tomcap {cmd} --force` (or delete {folder} and rerun)"
+
+
+def _damaged(folder: Path, stage: str, name: str, what: str) -> DamagedArtifactError:
+    return DamagedArtifactError(f"file '{name}' of this '{stage}' artifact {what}; it does not match the manifest "
+                                "and is not used", path=Path(folder) / name, fix=rebuild_fix(stage, folder))
 
 
 class FileEntry(BaseModel):
@@ -83,7 +115,10 @@ class ArtifactRef(BaseModel):
 
     @property
     def dir(self) -> Path:
-        return Path(self.path)
+        """The artifact's folder, its files checked against the manifest (hashes once per process)."""
+        folder = Path(self.path)
+        verify_artifact(folder)
+        return folder
 
     def manifest(self) -> Manifest:
         return read_manifest(self.dir)
@@ -175,16 +210,62 @@ def read_manifest(folder: Path) -> Manifest:
                             fix="delete the folder and rerun the stage") from None
     for name, entry in manifest.files.items():
         f = folder / name
-        if not f.is_file() or f.stat().st_size != entry.size:
-            raise ArtifactError(f"file '{name}' listed in the manifest is missing or truncated", path=folder,
-                                fix="delete the folder and rerun the stage")
+        if not f.is_file():
+            raise _damaged(folder, manifest.stage, name, "is missing or truncated (no such file)")
+        if (size := f.stat().st_size) != entry.size:
+            raise _damaged(folder, manifest.stage, name,
+                           f"is missing or truncated ({size} bytes, the manifest says {entry.size})")
+    if content_fingerprint(manifest.files) != manifest.fingerprint:
+        raise DamagedArtifactError("manifest.json was edited (its fingerprint does not match its file list)",
+                                   path=mpath, fix=rebuild_fix(manifest.stage, folder))
+    return manifest
+
+
+_verified: dict[str, tuple] = {}
+_verified_lock = threading.Lock()
+
+
+def _stat_signature(folder: Path, manifest: Manifest) -> tuple:
+    sig: list[Any] = [manifest.fingerprint]
+    for name in sorted(manifest.files):
+        st = (folder / name).stat()
+        sig.append((name, st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(sig)
+
+
+def _remember_verified(folder: Path, manifest: Manifest) -> None:
+    sig = _stat_signature(folder, manifest)
+    with _verified_lock:
+        _verified[str(Path(folder).resolve())] = sig
+
+
+def verify_artifact(folder: Path, *, recheck: bool = False) -> Manifest:
+    """The manifest of ``folder`` after checking every file's size and sha256 against it.
+
+    Hashes are computed the first time a process sees the artifact (or its files' size, mtime or
+    inode change); ``recheck`` forces them (``tomcap verify``). Raises :class:`DamagedArtifactError`.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    sig = _stat_signature(folder, manifest)
+    key = str(folder.resolve())
+    if not recheck and _verified.get(key) == sig:
+        return manifest
+    names = sorted(manifest.files)
+    with ThreadPoolExecutor(max_workers=max(1, min(HASH_THREADS, len(names)))) as pool:
+        digests = dict(zip(names, pool.map(lambda n: file_sha256(folder / n), names)))
+    for name in names:
+        if digests[name] != manifest.files[name].sha256:
+            raise _damaged(folder, manifest.stage, name, "has other content than when it was written (sha256 differs)")
+    with _verified_lock:
+        _verified[key] = sig
     return manifest
 
 
 def load_ref(folder: Path, stage: str | None = None) -> ArtifactRef:
     """Reference to an existing artifact folder (e.g. one a user passes on the command line)."""
     folder = Path(folder).resolve()
-    m = read_manifest(folder)
+    m = verify_artifact(folder)
     if stage is not None and m.stage != stage:
         raise ArtifactError(f"is a '{m.stage}' artifact, expected a '{stage}' artifact", path=folder,
                             fix=f"pass the folder of a '{stage}' artifact")
@@ -223,6 +304,18 @@ class ArtifactStore:
     def __init__(self, data_dir: Path | str):
         self.data_dir = Path(data_dir).resolve()
         self.root = self.data_dir / ARTIFACTS_SUBDIR
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ConfigError("the data dir is a file, not a folder", path=self.data_dir,
+                              fix="pass --data-dir (or set data_dir in the config) to a folder")
+
+    def _mkdir(self, folder: Path) -> Path:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the data dir folder {folder} ({err.strerror or err})",
+                              path=self.data_dir,
+                              fix="pass --data-dir (or set data_dir in the config) to a writable folder") from None
+        return folder
 
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
@@ -236,7 +329,9 @@ class ArtifactStore:
         if not folder.exists():
             return None
         try:
-            m = read_manifest(folder)
+            m = verify_artifact(folder)
+        except DamagedArtifactError:
+            raise  # complete but changed since: say so (and how to rebuild) instead of quietly rebuilding
         except ArtifactError as err:
             log.warning("ignoring untrusted artifact folder: %s", err)
             return None
@@ -245,18 +340,54 @@ class ArtifactStore:
             return None
         return ArtifactRef(stage=stage, key=key, path=str(folder), fingerprint=m.fingerprint, cached=True)
 
-    def list(self, stage: str) -> list[Manifest]:
-        """Manifests of the valid artifacts of a stage, newest first."""
-        out = []
+    def folders(self, stage: str) -> list[Path]:
+        """Artifact folders of a stage (temp, trash and lock entries left out)."""
         sdir = self.stage_dir(stage)
         if not sdir.is_dir():
-            return out
-        for folder in sdir.iterdir():
-            if folder.name.startswith((TMP_PREFIX, TRASH_PREFIX)) or not folder.is_dir():
-                continue
-            with contextlib.suppress(ArtifactError):
+            return []
+        return sorted(f for f in sdir.iterdir() if f.is_dir() and not f.name.startswith("."))
+
+    def stages(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+    def scan(self, stage: str) -> tuple[list[Manifest], list[ArtifactError]]:
+        """(manifests of the artifacts whose files have the listed sizes, newest first; why the others are not)."""
+        out, problems = [], []
+        for folder in self.folders(stage):
+            try:
                 out.append(read_manifest(folder))
-        return sorted(out, key=lambda m: m.created_at, reverse=True)
+            except ArtifactError as err:
+                problems.append(err)
+        return sorted(out, key=lambda m: m.created_at, reverse=True), problems
+
+    def list(self, stage: str) -> list[Manifest]:
+        """Manifests of the valid artifacts of a stage, newest first."""
+        return self.scan(stage)[0]
+
+    def newest(self, stage: str, accept: Callable[[Manifest], bool], *, fix: str) -> ArtifactRef:
+        """The newest artifact of ``stage`` that ``accept``s and passes verification.
+
+        Damaged ones are skipped with a warning naming them; when none is left, the error lists them.
+        """
+        manifests, problems = self.scan(stage)
+        for m in manifests:
+            if not accept(m):
+                continue
+            try:
+                ref = load_ref(self.path_for(stage, m.key), stage)
+            except ArtifactError as err:
+                log.warning("skipping damaged '%s' artifact: %s", stage, err)
+                problems.append(err)
+                continue
+            if problems:
+                log.warning("using '%s' artifact %s; skipped %d damaged newer or unreadable one(s): %s",
+                            stage, ref.path, len(problems), "; ".join(str(e) for e in problems))
+            return ref
+        skipped = (f"; skipped {len(problems)} damaged artifact(s): " + " | ".join(str(e) for e in problems)
+                   if problems else "")
+        raise ArtifactError(f"no suitable '{stage}' artifact{skipped}", path=self.stage_dir(stage), fix=fix)
 
     def _clean_stale_temps(self, stage: str) -> None:
         """Remove temp/trash folders left by runs that were killed (their pid is gone)."""
@@ -271,8 +402,7 @@ class ArtifactStore:
 
     @contextlib.contextmanager
     def _temp_dir(self, stage: str, key: str) -> Iterator[Path]:
-        sdir = self.stage_dir(stage)
-        sdir.mkdir(parents=True, exist_ok=True)
+        sdir = self._mkdir(self.stage_dir(stage))
         self._clean_stale_temps(stage)
         tmp = sdir / f"{TMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         tmp.mkdir()
@@ -281,6 +411,31 @@ class ArtifactStore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def key_lock(self, stage: str, key: str) -> Iterator[None]:
+        """Exclusive lock of one artifact key across processes and threads (released when a holder dies)."""
+        path = self._mkdir(self.root / LOCKS_SUBDIR) / f"{stage}.{key}{LOCK_SUFFIX}"
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("%s: another run is building artifact %s; waiting for it to reuse its result", stage, key)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)  # the holder removed this lock file as it finished: lock the new one
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # under the lock; waiters notice the unlinked inode and retry
+            os.close(fd)
 
     def build(
         self,
@@ -296,6 +451,14 @@ class ArtifactStore:
         if not force and (hit := self.find(spec.name, key)) is not None:
             log.info("%s: cached artifact %s", spec.name, hit.path)
             return hit
+        with self.key_lock(spec.name, key):
+            if not force and (hit := self.find(spec.name, key)) is not None:
+                log.info("%s: artifact %s was built by a concurrent run; reusing it", spec.name, hit.path)
+                return hit
+            return self._build_locked(spec, config, upstream, build_fn, key)
+
+    def _build_locked(self, spec: StageSpec, config: StageConfig, upstream: Mapping[str, str],
+                      build_fn: Callable[[Path], BuildOutput], key: str) -> ArtifactRef:
         final = self.path_for(spec.name, key)
         t0 = time.perf_counter()
         with self._temp_dir(spec.name, key) as tmp:
@@ -335,5 +498,6 @@ class ArtifactStore:
                 shutil.rmtree(trash, ignore_errors=True)
             tmp.rename(final)
             _fsync_dir(final.parent)
+        _remember_verified(final, manifest)  # hashed just now, while writing
         log.info("%s: wrote %s", spec.name, final)
         return ArtifactRef(stage=spec.name, key=key, path=str(final), fingerprint=manifest.fingerprint, cached=False)

@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, data_dir = load_config(args)
     embed_cfg = override(cfg.embed, **_model_updates(args), reuse=False if args.no_reuse else None)
+    from ..embed.stage import model_fingerprint
+
+    model_fingerprint(embed_cfg)  # the model and weights are checked before the corpus is built
     corpus = corpus_ref(cfg, data_dir, args.corpus)
     ref = run_embed(embed_cfg, data_dir, corpus=corpus, force=args.force)
     info = ref.manifest().info

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..artifacts import ArtifactRef, ArtifactStore, load_ref
 from ..constants import DEMO_CONFIG_FILE
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError
 from ..settings import RunnerKind, load_pipeline_config
 from .common import add_stage_args, load_config, prefect_defaults, report
 
@@ -52,11 +52,9 @@ def _add_artifact_args(p: argparse.ArgumentParser) -> None:
 
 
 def _newest(store: ArtifactStore, stage: str, accept) -> ArtifactRef:
-    for m in store.list(stage):
-        if accept(m):
-            return load_ref(store.path_for(stage, m.key), stage)
-    raise ArtifactError(f"no suitable '{stage}' artifact", path=store.stage_dir(stage),
-                        fix=f"run `tomcap demo` (or the pipeline) first, or pass --{'checkpoint' if stage == 'train' else stage}")
+    # The store skips damaged artifacts and names them (in a warning, or in the error when none is left).
+    return store.newest(stage, accept, fix=f"run `tomcap demo` (or the pipeline) first, or pass "
+                                         f"--{'checkpoint' if stage == 'train' else stage}")
 
 
 def resolve_artifacts(args: argparse.Namespace, data_dir: Path) -> tuple[ArtifactRef, ArtifactRef]:

@@ -17,7 +17,7 @@ import polars as pl
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
 from ..clip import RANDOM_INIT, LoadedClip, load_clip, pretrained_fingerprint, register_model_configs, resolve_pretrained
 from ..config import canonical_json, hash_text
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from .config import EmbedConfig, ImageEmbedConfig
 from .store import IDS_FILE, EmbeddingSet, write_shards
 from .text import TextEncodeStats, encode_texts
@@ -72,8 +72,12 @@ def _reuse(store: ArtifactStore, signature: str, ids: pl.Series, emb: np.ndarray
     for m in [*store.list(SHARD_STAGE), *store.list(SPEC.name)]:
         if m.info.get("reuse_signature") != signature or filled.all():
             continue
-        old = EmbeddingSet.open(ArtifactRef(stage=m.stage, key=m.key, path=str(store.path_for(m.stage, m.key)),
-                                            fingerprint=m.fingerprint, cached=True))
+        try:
+            old = EmbeddingSet.open(ArtifactRef(stage=m.stage, key=m.key, path=str(store.path_for(m.stage, m.key)),
+                                                fingerprint=m.fingerprint, cached=True))
+        except ArtifactError as err:  # a damaged earlier artifact is not reused (its rows are encoded again)
+            log.warning("not reusing embeddings of %s: %s", m.key, err)
+            continue
         hit = (want.filter(~pl.Series(filled)).join(old.ids.select("caption_id").with_row_index("_old"), on="caption_id"))
         if hit.height == 0:
             continue

@@ -9,15 +9,21 @@ from ..config import StageConfig
 class WorldConfig(StageConfig):
     """How many scenes of which kind ``generate_world`` writes.
 
-    Train (caption-only corpus) and test (images + 5 references) scenes come from separate seed
-    streams, and a train scene whose canonical attribute key also occurs in the test split is
-    dropped, so the splits are disjoint by scene.
+    Train (caption-only corpus), validation, test and novel-composition test scenes (images + 5
+    references each) come from separate seed streams; a train scene whose canonical attribute key
+    occurs in an evaluation split is dropped, so the splits are disjoint by scene (``splits.py``).
     """
 
     seed: int = Field(default=0, ge=0, description="root seed; train/test/probe streams are derived from it")
     image_size: int = Field(default=64, ge=32, le=256, description="square image side in pixels")
     n_train_scenes: int = Field(default=10_000, ge=1, description="scenes described in the caption-only corpus")
     n_test_images: int = Field(default=1_000, ge=1, description="held-out images written as PNG + COCO annotations")
+    n_val_images: int = Field(default=100, ge=0, description="validation images (PNG + COCO), disjoint from train and "
+                              "test: every tuning choice is made on them")
+    n_novel_images: int = Field(default=0, ge=0, description="novel-composition test images: each holds a held-out "
+                                "colour-shape pair (needs heldout_pairs > 0)")
+    heldout_pairs: int = Field(default=0, ge=0, le=6, description="colour-shape pairs kept out of the train corpus, "
+                               "validation and test (at most one per colour and per shape)")
     captions_per_image: int = Field(default=5, ge=1, le=8, description="distinct reference captions per scene")
     max_objects: int = Field(default=3, ge=1, le=3, description="objects per scene are drawn from 1..max_objects")
     single_object_share: float = Field(default=0.4, ge=0.0, le=1.0,
@@ -32,6 +38,8 @@ class WorldConfig(StageConfig):
         if self.max_objects == 1 and self.single_object_share < 1.0:
             # with one object per scene every scene is single-object; the share is meaningless otherwise
             object.__setattr__(self, "single_object_share", 1.0)
+        if self.n_novel_images and not self.heldout_pairs:
+            raise ValueError("n_novel_images > 0 needs heldout_pairs > 0; fix: set world.heldout_pairs (e.g. 6)")
         return self
 
 

@@ -12,16 +12,28 @@ from .captions import scene_captions
 from .config import WorldConfig
 from .render import render_scene
 from .scenes import Scene
-from .splits import TEST_STREAM, TRAIN_STREAM, test_scenes, train_scenes
+from .splits import EVAL_SPLITS, TEST_STREAM, TRAIN_STREAM, heldout_pairs, split_scenes, train_scenes
 
 log = logging.getLogger(__name__)
 
 CORPUS_FILE = "world_captions_train.jsonl"
-TEST_ANNOTATIONS_FILE = "world_captions_test.json"
-TEST_SCENES_FILE = "world_scenes_test.jsonl"
-TEST_IMAGES_SUBDIR = "test_images"
+ANNOTATIONS_PATTERN = "world_captions_{split}.json"
+SCENES_PATTERN = "world_scenes_{split}.jsonl"
+IMAGES_PATTERN = "{split}_images"
+TEST_ANNOTATIONS_FILE = ANNOTATIONS_PATTERN.format(split=TEST_STREAM)
+TEST_SCENES_FILE = SCENES_PATTERN.format(split=TEST_STREAM)
+TEST_IMAGES_SUBDIR = IMAGES_PATTERN.format(split=TEST_STREAM)
 TRAIN_IMAGES_SUBDIR = "train_images"
 INFO_FILE = "world_info.json"
+
+
+@dataclass(frozen=True)
+class SplitPaths:
+    """One evaluation split: COCO annotations, its image folder and the true attributes per image."""
+
+    annotations: Path
+    images_dir: Path
+    scenes: Path
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,14 @@ class WorldPaths:
     info: Path
     train_images_dir: Path
 
+    def split(self, name: str) -> SplitPaths:
+        """Files of evaluation split ``name`` (``val``, ``test`` or ``novel``)."""
+        if name not in EVAL_SPLITS:
+            raise ConfigError(f"unknown world split {name!r}", fix=f"use one of {', '.join(EVAL_SPLITS)}")
+        return SplitPaths(annotations=self.root / ANNOTATIONS_PATTERN.format(split=name),
+                          images_dir=self.root / IMAGES_PATTERN.format(split=name),
+                          scenes=self.root / SCENES_PATTERN.format(split=name))
+
 
 def world_paths(out_dir: Path) -> WorldPaths:
     out = Path(out_dir)
@@ -58,15 +78,15 @@ def scene_record(scene: Scene) -> dict:
 
 
 def generate_world(out_dir: Path, config: WorldConfig | None = None) -> WorldPaths:
-    """Write the corpus and the test split of ``config`` into ``out_dir`` (created; existing world files are replaced)."""
+    """Write the corpus and the evaluation splits of ``config`` into ``out_dir`` (existing world files are replaced)."""
     world = config or WorldConfig()
     paths = world_paths(out_dir)
     if paths.root.exists() and not paths.root.is_dir():
         raise ConfigError("output path exists and is not a folder", path=paths.root, fix="pass a folder path to --out")
     paths.test_images_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    test = test_scenes(world)
-    train = train_scenes(world, {s.key() for s in test})
+    test = split_scenes(world, TEST_STREAM)
+    train = train_scenes(world)
     n_captions = 0
     if world.render_train_images:
         paths.train_images_dir.mkdir(parents=True, exist_ok=True)
@@ -77,24 +97,38 @@ def generate_world(out_dir: Path, config: WorldConfig | None = None) -> WorldPat
             for c in scene_captions(s, world.captions_per_image, world.seed, world.relation_share):
                 f.write(json.dumps({"caption": c, "image_id": s.scene_id, "split": TRAIN_STREAM}) + "\n")
                 n_captions += 1
+    counts = {}
+    for split in EVAL_SPLITS:
+        scenes = test if split == TEST_STREAM else split_scenes(world, split)
+        if scenes or split == TEST_STREAM:
+            counts[split] = _write_split(paths.split(split), scenes, world, split)
+    info = {"world_config": world.model_dump(mode="json"), "n_train_scenes": len(train),
+            "n_train_dropped_as_eval_duplicates_or_heldout_pairs": world.n_train_scenes - len(train),
+            "n_train_captions": n_captions, "n_test_images": counts[TEST_STREAM][0],
+            "n_test_captions": counts[TEST_STREAM][1], "splits": {k: {"images": v[0], "captions": v[1]}
+                                                               for k, v in counts.items()},
+            "heldout_pairs": sorted(f"{c} {s}" for c, s in heldout_pairs(world)),
+            "seconds": round(time.time() - t0, 2), "streams": {"train": TRAIN_STREAM, **{k: k for k in counts}}}
+    paths.info.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    log.info("world written to %s: %d train captions, eval splits %s", paths.root, n_captions, counts)
+    return paths
+
+
+def _write_split(sp: SplitPaths, scenes: list[Scene], world: WorldConfig, split: str) -> tuple[int, int]:
+    """PNG per scene, COCO annotations and the scene truth of one evaluation split; (images, captions)."""
+    sp.images_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    with paths.test_scenes.open("w", encoding="utf-8") as f:
-        for image_id, s in enumerate(test):
+    with sp.scenes.open("w", encoding="utf-8") as f:
+        for image_id, s in enumerate(scenes):
             name = f"{s.scene_id}.png"
-            render_scene(s, world.image_size).save(paths.test_images_dir / name, optimize=False)
+            render_scene(s, world.image_size).save(sp.images_dir / name, optimize=False)
             images.append({"id": image_id, "file_name": name, "width": world.image_size,
                            "height": world.image_size, "scene_id": s.scene_id})
             for c in scene_captions(s, world.captions_per_image, world.seed, world.relation_share):
                 annotations.append({"id": len(annotations), "image_id": image_id, "caption": c})
             f.write(json.dumps(scene_record(s) | {"image_id": image_id}) + "\n")
-    coco = {"info": {"description": "tomcap embedded world, held-out test split", "world_config":
-                     world.model_dump(mode="json")},
+    coco = {"info": {"description": f"tomcap embedded world, held-out {split} split",
+                     "world_config": world.model_dump(mode="json")},
             "images": images, "annotations": annotations, "type": "captions", "licenses": []}
-    paths.test_annotations.write_text(json.dumps(coco), encoding="utf-8")
-    info = {"world_config": world.model_dump(mode="json"), "n_train_scenes": len(train),
-            "n_train_dropped_as_test_duplicates": world.n_train_scenes - len(train), "n_train_captions": n_captions,
-            "n_test_images": len(test), "n_test_captions": len(annotations), "seconds": round(time.time() - t0, 2),
-            "streams": {"train": TRAIN_STREAM, "test": TEST_STREAM}}
-    paths.info.write_text(json.dumps(info, indent=2), encoding="utf-8")
-    log.info("world written to %s: %d train captions, %d test images", paths.root, n_captions, len(test))
-    return paths
+    sp.annotations.write_text(json.dumps(coco), encoding="utf-8")
+    return len(images), len(annotations)

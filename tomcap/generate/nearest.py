@@ -1,0 +1,71 @@
+"""The ``nearest_caption`` baseline: each image's top-1 caption from the datastore, no model at all.
+
+The honest floor of a retrieval-augmented captioner: the image embedding queries the same
+datastore the captioner retrieves from, and the nearest caption is the output. Writes
+``results.json`` (COCO results, what the evaluation stage reads) like the generation stage, and
+``retrieved.json`` with each caption's inner product.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
+from ..config import StageConfig
+from ..embed.store import EmbeddingSet
+from ..errors import ArtifactError
+from ..index import Datastore
+from .stage import RESULTS_FILE, RETRIEVED_FILE, _existing, coco_ids_by_file
+
+SPEC = StageSpec(name="nearest_caption", version="1", modules=("tomcap.generate.nearest",))
+
+
+class NearestConfig(StageConfig):
+    """Top-1 retrieval baseline over an image-embedding artifact."""
+
+    batch_size: int = Field(default=256, ge=1, description="queries per datastore search")
+    max_images: int | None = Field(default=None, ge=1, description="only the first N images")
+    annotations: Path | None = Field(default=None, description="COCO annotation file: results use its image ids "
+                                     "(matched by file name) instead of the image-embedding ids")
+
+
+def upstream_fingerprints(config: NearestConfig, index: ArtifactRef, images: ArtifactRef) -> dict[str, str]:
+    up = {"index": index.fingerprint, "images": images.fingerprint}
+    if config.annotations is not None:
+        up["annotations"] = file_sha256(_existing(config.annotations))[:16]
+    return up
+
+
+def _build(config: NearestConfig, index: ArtifactRef, images: ArtifactRef, tmp: Path) -> BuildOutput:
+    store, imgs = Datastore.open(index), EmbeddingSet.open(images)
+    if store.model_fingerprint != imgs.model_fingerprint:
+        raise ArtifactError(f"CLIP models differ: datastore {store.model_fingerprint}, images "
+                            f"{imgs.model_fingerprint}", path=images.dir,
+                            fix="embed the images with the CLIP model the datastore was built with")
+    ids = imgs.id_list() if config.annotations is None else np.array(
+        coco_ids_by_file(config.annotations, imgs.ids["file"].to_list()))
+    emb = np.asarray(imgs.array(), np.float32)
+    if config.max_images is not None:
+        ids, emb = ids[: config.max_images], emb[: config.max_images]
+    results, retrieved = [], []
+    for start in range(0, len(ids), config.batch_size):
+        found = store.search(emb[start:start + config.batch_size], 1)
+        for i, (text, score) in enumerate(zip(store.texts(found.rows[:, 0]), found.scores[:, 0].tolist())):
+            image_id = ids[start + i]
+            image_id = image_id.item() if hasattr(image_id, "item") else image_id
+            results.append({"image_id": image_id, "caption": text or ""})
+            retrieved.append({"image_id": image_id, "retrieved": [text], "score": round(float(score), 6)})
+    (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (tmp / RETRIEVED_FILE).write_text(json.dumps(retrieved, indent=1), encoding="utf-8")
+    return BuildOutput(rows={"images": len(results)}, info={"k": 1, "clip_model_fingerprint": store.model_fingerprint})
+
+
+def run_nearest(config: NearestConfig, data_dir: Path | str, *, index: ArtifactRef, images: ArtifactRef,
+                force: bool = False) -> ArtifactRef:
+    """Build (or reuse) the baseline's results artifact for every image of ``images``."""
+    upstream = upstream_fingerprints(config, index, images)
+    return ArtifactStore(data_dir).build(SPEC, config, upstream, lambda tmp: _build(config, index, images, tmp),
+                                         force=force)

@@ -1,13 +1,17 @@
 """Self-describing adaptor checkpoints: safetensors weights + optimizer state + one JSON.
 
-A checkpoint folder holds ``adaptor.safetensors`` (trainable weights only), optionally
+A checkpoint folder holds ``adaptor.safetensors`` (trainable weights only: the frozen GPT-2 is
+never copied, so a gpt2-124M checkpoint is ~6% of the decoder's size), optionally
 ``optimizer.safetensors`` (AdamW moments keyed by parameter name) and ``checkpoint.json`` (adaptor
-config, train config, GPT-2 source and shape, tomcap version, step, optimizer hyper-parameters,
-free-form state). :func:`load_adaptor` rebuilds the model from the folder alone; nothing is
-unpickled (no ``torch.load``).
+config, train config, the base GPT-2 by name or folder plus its content fingerprint and shape,
+tomcap version, step, optimizer hyper-parameters, free-form state). :func:`load_adaptor` rebuilds
+the model from the folder and the named base decoder, and refuses a decoder whose content differs
+from the one trained on; nothing is unpickled (no ``torch.load``).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,7 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, InputDataError
 from .adaptor import TomcapAdaptor, build_adaptor
 from .config import AdaptorConfig
 
@@ -34,6 +38,35 @@ def _tomcap_version() -> str:
         return metadata.version("tomcap")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed on size and mtime too: a rewritten file is hashed again; an unchanged 500 MB one only once.
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def decoder_fingerprint(config: AdaptorConfig) -> str:
+    """Content hash of the local GPT-2 folder (its files' names and sha256), or ``hub:<name>``
+    (a hub model is pinned by its name). Equal to the train stage's upstream ``gpt2`` fingerprint."""
+    from ..config import canonical_json, hash_text
+
+    if config.gpt2_dir is None:
+        return f"hub:{config.gpt2}"
+    d = Path(config.gpt2_dir)
+    if not d.is_dir():
+        raise InputDataError("GPT-2 folder not found", path=d,
+                             fix="set train.model.gpt2_dir to a folder holding config.json, weights and tokenizer")
+    files = {}
+    for f in sorted(d.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            files[f.name] = _file_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)
+    return hash_text(canonical_json(files))
 
 
 def decoder_shape(model: TomcapAdaptor) -> dict[str, int]:
@@ -74,7 +107,9 @@ def save_checkpoint(folder: Path, model: TomcapAdaptor, *, step: int, optimizer:
         "format": CHECKPOINT_FORMAT,
         "tomcap_version": _tomcap_version(),
         "adaptor": model.config.model_dump(mode="json"),
-        "decoder": {"source": model.config.decoder_source, **decoder_shape(model)},
+        "decoder": {"source": model.config.decoder_source, "gpt2": model.config.gpt2,
+                    "gpt2_dir": None if model.config.gpt2_dir is None else str(model.config.gpt2_dir),
+                    "fingerprint": decoder_fingerprint(model.config), **decoder_shape(model)},
         "train": train_config,
         "step": int(step),
         "optimizer": opt_meta,
@@ -172,9 +207,28 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, model: TomcapAdaptor,
         optimizer.state[params[name]][slot] = t.to(params[name].device)
 
 
-def load_adaptor(folder: Path, device: str | torch.device = "cpu") -> TomcapAdaptor:
-    """Rebuild the adaptor from a checkpoint folder alone (config JSON + GPT-2 source + weights)."""
+def base_decoder_config(folder: Path, ckpt: Checkpoint, gpt2_dir: Path | None = None) -> AdaptorConfig:
+    """The checkpoint's adaptor config pointing at its base GPT-2 (``gpt2_dir`` if the folder moved),
+    after checking that the decoder found there is the one it was trained on (content fingerprint)."""
+    cfg = ckpt.adaptor if gpt2_dir is None else ckpt.adaptor.model_copy(update={"gpt2_dir": Path(gpt2_dir)})
+    saved = ckpt.meta.get("decoder", {}).get("fingerprint")
+    if cfg.gpt2_dir is not None and not Path(cfg.gpt2_dir).is_dir():
+        raise ConfigError(f"the base GPT-2 folder this checkpoint was trained on is missing: {cfg.gpt2_dir}",
+                          path=Path(folder) / CHECKPOINT_JSON,
+                          fix="restore that folder, or pass its new location (load_adaptor(folder, gpt2_dir=...))")
+    if saved is not None and cfg.gpt2_dir is not None:
+        found = decoder_fingerprint(cfg)
+        if found != saved:
+            raise ConfigError(f"the GPT-2 folder {cfg.gpt2_dir} holds another decoder (fingerprint {found[:12]}) than "
+                              f"the one this checkpoint was trained on ({saved[:12]})", path=Path(folder) / CHECKPOINT_JSON,
+                              fix="pass the original GPT-2 folder (load_adaptor(folder, gpt2_dir=...)) or retrain")
+    return cfg
+
+
+def load_adaptor(folder: Path, device: str | torch.device = "cpu", gpt2_dir: Path | None = None) -> TomcapAdaptor:
+    """Rebuild the adaptor from a checkpoint folder: its config JSON and trainable weights on top of the
+    base GPT-2 it names (``gpt2_dir`` overrides the saved folder, e.g. after moving it)."""
     ckpt = read_checkpoint(folder)
-    model = build_adaptor(ckpt.adaptor)
+    model = build_adaptor(base_decoder_config(folder, ckpt, gpt2_dir))
     load_weights(model, folder)
     return model.to(device).eval()

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256, stage_key
-from ..config import canonical_json, hash_text
+from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, stage_key
 from ..errors import ArtifactError, InputDataError
 from ..model.adaptor import build_adaptor
 from ..model.checkpoint import CHECKPOINT_JSON, WEIGHTS_FILE, decoder_shape
+from ..model.checkpoint import decoder_fingerprint as checkpoint_decoder_fingerprint
 from .config import TrainConfig
 from .data import ArrayRetrieval, BatchBuilder, TrainData, describe, exclusion_rows, group_codes
 from .loop import LAST, ProgressFn, torch_threads, train
@@ -36,16 +36,8 @@ VAL_SEED_TAG = 2
 
 
 def decoder_fingerprint(config: TrainConfig) -> str:
-    """Content hash of a local GPT-2 folder, or the hub name (a hub model is pinned by its name)."""
-    d = config.model.gpt2_dir
-    if d is None:
-        return f"hub:{config.model.gpt2}"
-    d = Path(d)
-    if not d.is_dir():
-        raise InputDataError("GPT-2 folder not found", path=d,
-                             fix="set train.model.gpt2_dir to a folder holding config.json, weights and tokenizer")
-    files = {f.name: file_sha256(f) for f in sorted(d.iterdir()) if f.is_file()}
-    return hash_text(canonical_json(files))
+    """Content hash of a local GPT-2 folder, or the hub name (the one the checkpoint records)."""
+    return checkpoint_decoder_fingerprint(config.model)
 
 
 def upstream_fingerprints(config: TrainConfig, corpus: ArtifactRef, embed: ArtifactRef, gap: ArtifactRef | None = None,

@@ -48,6 +48,15 @@ class FilterConfig(StageConfig):
         return self
 
 
+def _path_names(paths: list[Path]) -> list[str]:
+    """Shortest ``parent/.../stem`` tails that tell the paths apart."""
+    for depth in range(1, max(len(p.parts) for p in paths)):
+        names = ["/".join((*p.parent.parts[-depth:], p.stem)) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
+
+
 class CorpusConfig(StageConfig):
     """Sources, filters and output sharding of the corpus stage."""
 
@@ -59,9 +68,24 @@ class CorpusConfig(StageConfig):
     @model_validator(mode="after")
     def _unique_names(self) -> "CorpusConfig":
         names = [s.source_name for s in self.sources]
+        clash = {n for n in names if names.count(n) > 1}
+        unnamed = [i for i, s in enumerate(self.sources) if s.name is None and s.source_name in clash]
+        paths = [Path(self.sources[i].path).resolve() for i in unnamed]
+        twice = sorted({str(p) for p in paths if paths.count(p) > 1})
+        if twice:
+            raise ValueError(f"the same caption file is given twice as a source: {twice}; fix: give each file once "
+                             "(or set a different 'name' on each in the config)")
+        if unnamed:
+            # Files of one stem in different folders are named after the shortest distinguishing path tail.
+            renamed = list(self.sources)
+            for i, name in zip(unnamed, _path_names(paths)):
+                renamed[i] = self.sources[i].model_copy(update={"name": name})
+            object.__setattr__(self, "sources", renamed)  # frozen model: set once, during validation
+            names = [s.source_name for s in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"source names must be unique, repeated: {dupes}; fix: set 'name' on those sources")
+            raise ValueError(f"source names must be unique, repeated: {dupes}; fix: set a different 'name' on those "
+                             "sources")
         return self
 
     def key_dict(self) -> dict[str, Any]:

@@ -78,6 +78,19 @@ def detect_format(path: Path) -> str:
                 "set 'format' on this source (one of coco, karpathy, nocaps, cc3m_tsv, csv, jsonl, parquet, text)")
 
 
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}.get(type(value), "null") \
+        if not isinstance(value, str) else "string"
+
+
+def _check_captions(path: Path, captions: list[Any], where: str, field: str) -> None:
+    """Every caption of a JSON record must be a string (polars would fail on the frame, or stringify it)."""
+    bad = next((c for c in captions if not isinstance(c, str)), "")
+    if not isinstance(bad, str):
+        raise _fail(path, f"{where}: '{field}' holds a {_json_type(bad)} ({json.dumps(bad)[:40]}), not a caption string",
+                    f"make every '{field}' value a string (or drop that record)")
+
+
 def _frame(raw: list[Any], image_ids: list[Any], splits: list[Any]) -> pl.LazyFrame:
     return pl.DataFrame(
         {RAW: raw, IMAGE_ID: [None if i is None else str(i) for i in image_ids], SPLIT: splits},
@@ -99,6 +112,8 @@ def _read_coco(path: Path, src: SourceConfig) -> pl.LazyFrame:
     bad = next((i for i, a in enumerate(anns) if not isinstance(a, dict) or "caption" not in a), None)
     if bad is not None:
         raise _fail(path, f"annotation #{bad} has no 'caption'", "every annotation needs 'image_id' and 'caption'")
+    for i, a in enumerate(anns):
+        _check_captions(path, [a["caption"]], f"annotation #{i}", "caption")
     return _frame([a["caption"] for a in anns], [a.get("image_id") for a in anns], [src.split] * len(anns))
 
 
@@ -109,6 +124,7 @@ def _read_karpathy(path: Path, src: SourceConfig) -> pl.LazyFrame:
         caps = r.get("captions")
         if not isinstance(caps, list):
             raise _fail(path, f"record #{i} has no 'captions' list", "every record needs a 'captions' list")
+        _check_captions(path, caps, f"record #{i}", "captions")
         image = r.get("image_id", r.get("image_name"))
         raw += caps
         ids += [image] * len(caps)
@@ -124,6 +140,7 @@ def _read_nocaps(path: Path, src: SourceConfig) -> pl.LazyFrame:
             raise _fail(path, f"record #{i} has no 'caption'", "every record needs 'caption' (and 'image_id')")
         # NoCaps corpora carry either one caption per record or the image's list of references.
         caps = r["caption"] if isinstance(r["caption"], list) else [r["caption"]]
+        _check_captions(path, caps, f"record #{i}", "caption")
         raw += caps
         ids += [r.get("image_id")] * len(caps)
         splits += [r.get("split", src.split)] * len(caps)
@@ -156,6 +173,10 @@ def _select_columns(lf: pl.LazyFrame, path: Path, src: SourceConfig) -> pl.LazyF
     if src.caption_column not in names:
         raise _fail(path, f"no column '{src.caption_column}' (columns: {names})",
                     "set the source's 'caption_column' to the column holding captions")
+    dtype = lf.collect_schema()[src.caption_column]
+    if dtype not in (pl.String, pl.Categorical, pl.Null):
+        raise _fail(path, f"column '{src.caption_column}' holds {dtype}, not caption strings",
+                    "write the captions as a string column, or set 'caption_column' to the column that holds them")
     image = (pl.col(src.image_id_column).cast(pl.String) if src.image_id_column in names
              else pl.lit(None, pl.String))
     split = pl.col("split").cast(pl.String) if "split" in names else pl.lit(src.split, pl.String)
@@ -167,7 +188,44 @@ def _read_csv(path: Path, src: SourceConfig) -> pl.LazyFrame:
     return _select_columns(pl.scan_csv(path, infer_schema=False), path, src)
 
 
+def _first_bad_jsonl_line(path: Path, column: str) -> str | None:
+    """The first line that is not a JSON object whose ``column`` is a string (or absent/null), as a message."""
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                return f"line {n} is not valid JSON ({getattr(err, 'msg', None) or err.reason})"
+            if not isinstance(obj, dict):
+                return f"line {n} is a JSON {_json_type(obj)}, not an object"
+            value = obj.get(column)
+            if value is not None and not isinstance(value, str):
+                return f"line {n}: '{column}' holds a {_json_type(value)} ({json.dumps(value)[:40]}), not a caption string"
+    return None
+
+
+def _check_jsonl(path: Path, column: str) -> None:
+    """Parse the caption field typed (polars would quietly turn numbers, lists and objects into caption text).
+
+    pyarrow's C++ parser does the pass; only when it complains are the lines read in Python to name the first
+    bad one (its own row numbers count within a block).
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    opts = pj.ParseOptions(explicit_schema=pa.schema([(column, pa.string())]), unexpected_field_behavior="ignore")
+    try:
+        pj.read_json(path, parse_options=opts)
+    except pa.ArrowInvalid:
+        problem = _first_bad_jsonl_line(path, column)
+        if problem is not None:
+            raise _fail(path, problem, "repair or remove that line (one JSON object per line, captions as strings)")
+
+
 def _read_jsonl(path: Path, src: SourceConfig) -> pl.LazyFrame:
+    _check_jsonl(path, src.caption_column)
     return _select_columns(pl.scan_ndjson(path, infer_schema_length=1000), path, src)
 
 
@@ -193,12 +251,20 @@ READERS: dict[str, Callable[[Path, SourceConfig], pl.LazyFrame]] = {
 }
 
 
-def read_source(src: SourceConfig) -> tuple[str, pl.LazyFrame]:
-    """(format, lazy frame of raw/image_id/split) for one source; errors name the file and the fix."""
-    path = Path(src.path)
+def check_source_file(path: Path) -> Path:
+    """A source path must be a non-empty file; errors say which of these it is not."""
+    if path.is_dir():
+        raise _fail(path, "is a directory, not a caption file",
+                    "pass the caption file inside it (one source per file: repeat --source or list them in 'sources')")
     if not path.is_file():
         raise _fail(path, "caption file not found", "check the source's 'path' (relative paths are relative to the YAML file)")
     if path.stat().st_size == 0:
         raise _fail(path, "caption file is empty", "point the source at a file that holds captions")
+    return path
+
+
+def read_source(src: SourceConfig) -> tuple[str, pl.LazyFrame]:
+    """(format, lazy frame of raw/image_id/split) for one source; errors name the file and the fix."""
+    path = check_source_file(Path(src.path))
     fmt = detect_format(path) if src.format == "auto" else src.format
     return fmt, READERS[fmt](path, src)

@@ -12,7 +12,7 @@ from ..config import hash_text
 from ..errors import ConfigError, InputDataError
 from .config import CorpusConfig, SourceConfig
 from .filters import REASON, REASONS, TEXT, caption_ids, drop_reason, normalized_text
-from .readers import IMAGE_ID, RAW, ROW_OK, SPLIT, read_source
+from .readers import IMAGE_ID, RAW, ROW_OK, SPLIT, check_source_file, read_source
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,7 @@ def upstream_fingerprints(config: CorpusConfig) -> dict[str, str]:
     """Content hashes of the source files: a changed file changes the key, a moved one does not."""
     out = {}
     for src in config.sources:
-        path = Path(src.path)
-        if not path.is_file():
-            raise InputDataError("caption file not found", path=path,
-                                 fix="check the source's 'path' (relative paths are relative to the YAML file)")
+        path = check_source_file(Path(src.path))
         out[f"source:{src.source_name}"] = file_sha256(path)[:16]
     return out
 

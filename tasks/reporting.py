@@ -1,16 +1,31 @@
-"""Prefect UI artifacts built from stage manifests (presentation only; no computation)."""
+"""Prefect UI artifacts built from stage manifests (presentation only; no computation).
+
+Each ``*_markdown``/``*_table`` function builds what the UI shows from an artifact folder alone (tested
+without Prefect); ``publish_*`` sends it. Figures are inlined as PNG data URIs (the UI cannot load files
+beside the artifact) and numbers are rounded for reading; full precision stays in the artifact's files.
+"""
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
 
-from tomcap.artifacts import ArtifactRef
+from tomcap.artifacts import ArtifactError, ArtifactRef, ArtifactStore
+from tomcap.embed.store import ID_COLUMN, IDS_FILE
+from tomcap.generate.sweep import PLOT_FILE as PARETO_PNG
+from tomcap.report_md import (THUMBNAIL_PX, curve_png, image_md, inline_images, md_table, png_data_uri,
+                              rounded_rows)
+
+log = logging.getLogger(__name__)
 
 SAMPLE_CAPTIONS = 10
+SAMPLE_RETRIEVED = 3
 PROGRESS_EVERY_STEPS = 10
+IMAGES_STAGE = "embed_images"
 
 
 def _describe(ref: ArtifactRef) -> str:
@@ -21,24 +36,46 @@ def _scalars(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
 
 
+def _pngs(ref: ArtifactRef) -> list[str]:
+    return sorted(f for f in ref.manifest().files if f.lower().endswith(".png"))
+
+
+def _with_figures(markdown: str, ref: ArtifactRef) -> str:
+    """``markdown`` with its links to the artifact's PNGs inlined, and every PNG it did not show appended."""
+    files = _pngs(ref)
+    out = inline_images(markdown, ref.dir, files)
+    rest = [f for f in files if f"]({f})" not in markdown]
+    if rest:
+        out += "\n\n**Figures**\n\n" + "\n\n".join(image_md(Path(f).stem.replace("_", " "), ref.dir / f) for f in rest)
+    return out + "\n"
+
+
+def corpus_stats_table(ref: ArtifactRef) -> list[dict[str, Any]]:
+    per_source = ref.manifest().rows.get("per_source", {})
+    return [{"source": name, **counts} for name, counts in per_source.items()]
+
+
 def publish_corpus_stats(ref: ArtifactRef) -> None:
     """Rows in/out and drop reasons per source, as the 'tomcap-corpus-stats' table."""
-    per_source = ref.manifest().rows.get("per_source", {})
-    table = [{"source": name, **counts} for name, counts in per_source.items()]
-    create_table_artifact(key="tomcap-corpus-stats", table=table, description=_describe(ref))
+    create_table_artifact(key="tomcap-corpus-stats", table=corpus_stats_table(ref), description=_describe(ref))
+
+
+def gap_report_markdown(ref: ArtifactRef) -> str:
+    """The gap stage's report.md with its histograms inlined."""
+    return _with_figures(ref.file("report.md").read_text(encoding="utf-8"), ref)
 
 
 def publish_gap_report(ref: ArtifactRef) -> None:
-    """The gap stage's report.md plus where its histogram PNGs are."""
-    report = ref.file("report.md").read_text(encoding="utf-8")
-    pngs = "\n".join(f"- `{ref.dir / f}`" for f in ref.manifest().files if f.endswith(".png"))
-    create_markdown_artifact(key="tomcap-gap-report", markdown=f"{report}\n\n**Histograms**\n\n{pngs}\n",
-                             description=_describe(ref))
+    create_markdown_artifact(key="tomcap-gap-report", markdown=gap_report_markdown(ref), description=_describe(ref))
+
+
+def index_info_table(ref: ArtifactRef) -> list[dict[str, Any]]:
+    m = ref.manifest()
+    return rounded_rows([_scalars({**m.rows, **m.info})])
 
 
 def publish_index_info(ref: ArtifactRef) -> None:
-    m = ref.manifest()
-    create_table_artifact(key="tomcap-index-info", table=[_scalars({**m.rows, **m.info})], description=_describe(ref))
+    create_table_artifact(key="tomcap-index-info", table=index_info_table(ref), description=_describe(ref))
 
 
 class TrainingProgress:
@@ -60,45 +97,108 @@ class TrainingProgress:
             update_progress_artifact(self.artifact_id, progress=pct)
 
 
-def publish_training_curve(ref: ArtifactRef) -> None:
-    """Validation-loss curve of a train artifact, as the 'tomcap-training-curve' table."""
+def training_curve_markdown(ref: ArtifactRef) -> str:
+    """Validation loss per evaluation step as a plot, the numbers below it, and the artifact's own PNGs."""
     info = ref.manifest().info
-    table = [{"step": step, "val_loss": loss} for step, loss in info.get("val_losses", [])]
-    create_table_artifact(key="tomcap-training-curve", table=table, description=_describe(ref))
+    points = [(int(s), float(v)) for s, v in info.get("val_losses", [])]
+    lines = ["# Training curve", ""]
+    if points:
+        png = curve_png(points, title="validation loss", x_label="step", y_label="loss")
+        lines += [image_md("validation loss per step", png), "", md_table([{"step": s, "val_loss": v} for s, v in points])]
+    else:
+        lines.append("No validation losses recorded (no validation split or no evaluation step).")
+    last = {k: info[k] for k in ("train_loss_last",) if info.get(k) is not None}
+    if last:
+        lines += ["", md_table([last])]
+    return _with_figures("\n".join(lines), ref)
+
+
+def publish_training_curve(ref: ArtifactRef) -> None:
+    """The validation-loss curve of a train artifact, as the 'tomcap-training-curve' markdown artifact."""
+    create_markdown_artifact(key="tomcap-training-curve", markdown=training_curve_markdown(ref),
+                             description=_describe(ref))
+
+
+def _image_files(ref: ArtifactRef) -> dict[Any, Path]:
+    """Image id -> file of the images a generation artifact captioned (read from the image-embedding manifest
+    its manifest names); empty when that artifact is not in the same data dir."""
+    m = ref.manifest()
+    store = ArtifactStore(Path(ref.path).parents[2])
+    match = [e for e in store.list(IMAGES_STAGE) if e.fingerprint == m.upstream.get("images")]
+    if not match or not match[0].config.get("images"):
+        return {}
+    import polars as pl
+
+    folder = store.path_for(IMAGES_STAGE, match[0].key)
+    ids = pl.read_parquet(folder / IDS_FILE[IMAGES_STAGE])
+    root = Path(match[0].config["images"])
+    files = [root / f for f in ids["file"].to_list()]
+    annotations = m.config.get("annotations")
+    if not annotations:
+        return dict(zip(ids[ID_COLUMN[IMAGES_STAGE]].to_list(), files))
+    by_name = {f.name: f for f in files}
+    images = json.loads(Path(annotations).read_text(encoding="utf-8")).get("images", [])
+    return {im["id"]: by_name[Path(im["file_name"]).name] for im in images if Path(im["file_name"]).name in by_name}
+
+
+def samples_markdown(ref: ArtifactRef) -> str:
+    """A few generated captions, each with its image thumbnail and the retrieved captions it was prompted with."""
+    rows = json.loads(ref.file("retrieved.json").read_text(encoding="utf-8"))[:SAMPLE_CAPTIONS]
+    caps = {r["image_id"]: r["caption"] for r in json.loads(ref.file("results.json").read_text(encoding="utf-8"))}
+    try:
+        files = _image_files(ref)
+    except (ArtifactError, OSError, ValueError, KeyError) as err:  # the captions still show; say why no thumbnails
+        log.warning("sample captions without thumbnails: %s", err)
+        files = {}
+
+    def thumb(image_id: Any) -> str:
+        f = files.get(image_id)
+        if f is None or not f.is_file():
+            return "-"
+        return f"![image {image_id}]({png_data_uri(f, max_px=THUMBNAIL_PX)})"
+
+    table = [{"image": thumb(r["image_id"]), "image id": r["image_id"], "caption": caps.get(r["image_id"], ""),
+              "retrieved": " · ".join(r["retrieved"][:SAMPLE_RETRIEVED]) or "-"} for r in rows]
+    return f"# Sample captions ({len(rows)} of {len(caps)})\n\n" + md_table(table) + "\n"
 
 
 def publish_samples(ref: ArtifactRef) -> None:
-    """A few generated captions with their retrieved neighbours, as markdown."""
-    rows = json.loads(ref.file("retrieved.json").read_text(encoding="utf-8"))[:SAMPLE_CAPTIONS]
-    caps = {r["image_id"]: r["caption"] for r in json.loads(ref.file("results.json").read_text(encoding="utf-8"))}
-    lines = ["| image | caption | retrieved |", "|---|---|---|"]
-    lines += [f"| {r['image_id']} | {caps.get(r['image_id'], '')} | {'<br>'.join(r['retrieved'])} |" for r in rows]
-    create_markdown_artifact(key="tomcap-sample-captions", markdown="\n".join(lines), description=_describe(ref))
+    create_markdown_artifact(key="tomcap-sample-captions", markdown=samples_markdown(ref), description=_describe(ref))
 
 
-def publish_metrics(ref: ArtifactRef) -> None:
-    """Scalar metrics of an evaluation artifact, as the 'tomcap-eval-metrics' table."""
+def metrics_table(ref: ArtifactRef) -> list[dict[str, Any]]:
+    """Scalar metrics of an evaluation artifact (one row per results file of a sweep), rounded for reading."""
     files = ref.manifest().files
     if "metrics.json" in files:
         runs = {"results": json.loads(ref.file("metrics.json").read_text())}
     else:  # a sweep: one entry per results file
         runs = {v["name"]: v["metrics"] for v in json.loads(ref.file("sweep.json").read_text()).values()}
-    table = [{"results": name, **{k: v for k, v in m.items() if isinstance(v, (int, float))}} for name, m in runs.items()]
-    create_table_artifact(key="tomcap-eval-metrics", table=table, description=_describe(ref))
+    return rounded_rows([{"results": name, **{k: v for k, v in m.items()
+                                             if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+                         for name, m in runs.items()])
+
+
+def publish_metrics(ref: ArtifactRef) -> None:
+    """The 'tomcap-eval-metrics' table (full precision stays in the artifact's metrics.json)."""
+    create_table_artifact(key="tomcap-eval-metrics", table=metrics_table(ref), description=_describe(ref))
+
+
+def demo_report_markdown(ref: ArtifactRef) -> str:
+    """The demo's report.md with every PNG of its artifact (e.g. a caption grid) inlined."""
+    return _with_figures(ref.file("report.md").read_text(encoding="utf-8"), ref)
 
 
 def publish_demo_report(ref: ArtifactRef) -> None:
-    """The demo's comparison table (report.md) as the 'tomcap-demo-report' markdown artifact."""
-    create_markdown_artifact(key="tomcap-demo-report", markdown=ref.file("report.md").read_text(encoding="utf-8"),
-                             description=_describe(ref))
+    """The demo's comparison table as the 'tomcap-demo-report' markdown artifact."""
+    create_markdown_artifact(key="tomcap-demo-report", markdown=demo_report_markdown(ref), description=_describe(ref))
+
+
+def sweep_markdown(ref: ArtifactRef) -> str:
+    """The guidance sweep's table and its Pareto plot."""
+    m = ref.manifest()
+    plot = f"\n\n![Pareto plot]({PARETO_PNG})" if PARETO_PNG in m.files else ""
+    return _with_figures(f"# Classifier-free guidance sweep\n\n{md_table(m.info['table'])}{plot}", ref)
 
 
 def publish_sweep(ref: ArtifactRef) -> None:
-    """The guidance sweep's table and where its Pareto plot is, as 'tomcap-guidance-sweep'."""
-    info = ref.manifest().info
-    rows = info["table"]
-    cols = list(rows[0]) if rows else []
-    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    create_markdown_artifact(key="tomcap-guidance-sweep", description=_describe(ref),
-                             markdown="\n".join(lines) + f"\n\nPareto plot: `{ref.dir / 'pareto.png'}`\n")
+    create_markdown_artifact(key="tomcap-guidance-sweep", markdown=sweep_markdown(ref), description=_describe(ref))

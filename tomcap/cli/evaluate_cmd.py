@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--meteor-workers", type=int, default=None, help="METEOR processes (default: one per core, at most 2)")
     p.add_argument("--no-meteor-cache", action="store_true",
                    help="do not keep a METEOR paraphrase table filtered to these references in <data-dir>/cache")
+    p.add_argument("--require-full-coverage", action="store_true", default=None,
+                   help="refuse results that caption only part of the reference images (default: warn)")
     p.set_defaults(func=run)
 
 
@@ -57,7 +59,7 @@ def evaluate_config(base: EvaluateConfig, args: argparse.Namespace) -> EvaluateC
         "clip_model": args.clip_model, "clip_pretrained": args.clip_pretrained,
         "images": args.images.resolve() if args.images else None,
         "refs_key": args.refs_key, "pred_key": args.pred_key, "id_key": args.id_key,
-        "meteor_workers": args.meteor_workers,
+        "meteor_workers": args.meteor_workers, "require_full_coverage": args.require_full_coverage,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.results:

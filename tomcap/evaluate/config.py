@@ -34,6 +34,9 @@ class EvaluateConfig(StageConfig):
     clip_batch_size: int = Field(default=64, ge=1)
     device: str | None = None
     report_samples: int = Field(default=5, ge=0, description="best and worst captions shown in report.md")
+    require_full_coverage: bool | None = Field(default=None, description="refuse results that caption only part "
+                                               "of the references (null: on when scoring a generation artifact, "
+                                               "as the pipeline does; otherwise a warning)")
 
     @model_validator(mode="after")
     def _clip_needs_images(self) -> "EvaluateConfig":

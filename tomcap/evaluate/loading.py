@@ -200,6 +200,7 @@ def load_references(path: Path, keys: PairedKeys = PairedKeys()) -> References:
             refs = _refs_from_records(data["images"], path, keys, REFS_KEYS)  # Karpathy dataset_coco.json
         elif isinstance(data, list) and data and isinstance(data[0], dict):
             refs = _refs_from_records(data, path, keys, (*REFS_KEYS, "caption"))
+            _refuse_results_as_refs(data, refs, path, keys)
         else:
             raise _fail(path, "references of an unknown shape: expected COCO annotations {'annotations': [...]}, "
                               "a list [{'image_id'|'image_name', 'captions'|'caption'}] or a Parquet with "
@@ -208,6 +209,37 @@ def load_references(path: Path, keys: PairedKeys = PairedKeys()) -> References:
     if not refs.captions:
         raise _fail(path, "no reference captions", "pass a references file with captions")
     return refs
+
+
+def _refuse_results_as_refs(data: list, refs: References, path: Path, keys: PairedKeys) -> None:
+    """A list of one string 'caption' per image is a results file: scored as references it gives BLEU 1."""
+    if keys.refs is not None or any(k in data[0] for k in REFS_KEYS):
+        return
+    one_string_each = all(isinstance(r.get("caption"), str) for r in data if isinstance(r, dict))
+    if one_string_each and len(refs.captions) == len(data):
+        raise _fail(path, "has one 'caption' string per image, like a results file, and no reference lists",
+                    "pass a references file as --refs (COCO annotations, or a list with a 'captions' list per "
+                    "image), and this file as --results")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the references a results file scores."""
+
+    images_scored: int
+    images_in_refs: int
+
+    @property
+    def fraction(self) -> float:
+        return self.images_scored / self.images_in_refs if self.images_in_refs else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"images_scored": self.images_scored, "images_in_refs": self.images_in_refs,
+                "fraction": round(self.fraction, 6)}
+
+
+def coverage(ref_keys: Sequence[str], refs: References) -> Coverage:
+    return Coverage(images_scored=len(set(ref_keys)), images_in_refs=len(refs.captions))
 
 
 def _check_list(data: Any, path: Path) -> list:

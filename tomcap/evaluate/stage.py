@@ -17,10 +17,10 @@ from typing import Any
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256, load_ref
 from ..constants import MANIFEST_NAME, TMP_PREFIX, TRASH_PREFIX
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, InputDataError
 from .coco_metrics import EvalItem, score_items
 from .config import EvaluateConfig
-from .loading import align, load_references, load_results, results_path
+from .loading import Coverage, align, coverage, load_references, load_results, results_path
 from .report import RunResult, write_run, write_sweep
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None =
     up: dict[str, str] = {}
     if config.refs is not None:
         if not Path(config.refs).is_file():
-            raise ConfigError("references file not found", fix="pass an existing file with --refs")
+            what = "is a directory, not a references file" if Path(config.refs).is_dir() else "references file not found"
+            raise ConfigError(what, path=config.refs, fix="pass an existing references file with --refs")
         up["refs"] = file_sha256(Path(config.refs))[:16]
     for i, p in enumerate(config.results):
         f = results_path(Path(p))
@@ -68,6 +69,18 @@ def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None =
     return up
 
 
+def _check_coverage(cov: Coverage, source: str, required: bool) -> Coverage:
+    """Scores of part of the references are not comparable to scores of all of them: warn, or refuse."""
+    if cov.fraction < 1.0:
+        msg = (f"results cover {cov.images_scored} of the {cov.images_in_refs} reference images "
+               f"({100 * cov.fraction:.1f}%)")
+        if required:
+            raise InputDataError(msg, path=source, fix="caption every image of the references (or score without "
+                                 "--require-full-coverage / evaluate.require_full_coverage: false)")
+        log.warning("%s: %s; scores of a subset are not comparable to full-set scores", source, msg)
+    return cov
+
+
 def meteor_cache_dir(config: EvaluateConfig, data_dir: Path | None) -> Path | None:
     """Where filtered METEOR paraphrase tables are kept (None: do not keep them)."""
     return Path(data_dir) / METEOR_CACHE_SUBDIR if config.meteor_cache and data_dir is not None else None
@@ -77,10 +90,13 @@ def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data
     t0 = time.perf_counter()
     keys = config.paired_keys
     refs = load_references(config.refs, keys) if config.refs is not None else None
-    items, sources = [], []
+    items, sources, covers = [], [], []
     for path in _results_inputs(config, generate):
         res = load_results(path, keys)
         res_keys, ref_keys, gts, hyps = align(res, refs)
+        covers.append(_check_coverage(coverage(ref_keys, refs if refs is not None else res.refs), res.source,
+                                      config.require_full_coverage if config.require_full_coverage is not None
+                                      else generate is not None))
         items.append(EvalItem(name=res.name, keys=res_keys, ref_keys=ref_keys, refs=gts, hyps=hyps))
         sources.append(res.source)
     t_load = time.perf_counter() - t0
@@ -92,8 +108,9 @@ def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data
 
         clip = load_clip(config.clip_model, config.clip_pretrained, device=config.device)
     runs = []
-    for item, sc, source in zip(items, scored, sources):
+    for item, sc, source, cov in zip(items, scored, sources, covers):
         metrics: dict[str, Any] = dict(sc.metrics)
+        metrics["coverage"] = cov.as_dict()
         per_image = dict(sc.per_image)
         if clip is not None:
             from .clip_metrics import clip_metrics, find_images

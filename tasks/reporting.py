@@ -104,7 +104,8 @@ def training_curve_markdown(ref: ArtifactRef) -> str:
     lines = ["# Training curve", ""]
     if points:
         png = curve_png(points, title="validation loss", x_label="step", y_label="loss")
-        lines += [image_md("validation loss per step", png), "", md_table([{"step": s, "val_loss": v} for s, v in points])]
+        table = md_table([{"step": s, "val_loss": v} for s, v in points])
+        lines += [image_md("validation loss per step", png), "", table]
     else:
         lines.append("No validation losses recorded (no validation split or no evaluation step).")
     last = {k: info[k] for k in ("train_loss_last",) if info.get(k) is not None}

@@ -67,7 +67,8 @@ def _wait_for(fn, what: str, log) -> list[dict]:
 
 
 def _cron_schedule() -> dict:
-    [retrain] = [d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"] if d["name"] == "retrain"]
+    deployments = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    [retrain] = [d for d in deployments if d["name"] == "retrain"]
     [schedule] = retrain["schedules"]
     return schedule
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,12 +59,27 @@ def image_ids(files: Sequence[Path], regex: str | None) -> list[str]:
     return out
 
 
+SKIP_HINT = "set embed_images.skip_bad_images: true (tomcap embed-images --skip-bad-images)"
+"""How to skip bad images in the image-embedding stage; other callers name their own switch."""
+
+
+class ImageTooLargeError(ValueError):
+    """The image's header claims more pixels than PIL's decompression-bomb limit allows."""
+
+
 def _open(item) -> "PIL.Image.Image":  # noqa: F821
     from PIL import Image
 
     if isinstance(item, (str, Path)):
-        with Image.open(item) as im:
-            return im.convert("RGB")
+        # Above MAX_IMAGE_PIXELS PIL only warns (and then decodes gigapixels); both limits refuse here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                with Image.open(item) as im:
+                    return im.convert("RGB")
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                raise ImageTooLargeError(f"header claims too many pixels, a possible decompression bomb ({err})") \
+                    from None
     if isinstance(item, np.ndarray):
         return Image.fromarray(item).convert("RGB")
     return item.convert("RGB")
@@ -71,8 +87,10 @@ def _open(item) -> "PIL.Image.Image":  # noqa: F821
 
 @torch.inference_mode()
 def encode_images(clip: LoadedClip, items: Iterable, *, names: Sequence[str] | None = None, batch_size: int = 64,
-                  precision: str = "fp32", skip_bad_images: bool = False, progress: bool | None = None) -> ImageEncodeResult:
-    """Encode paths / PIL images / arrays with ``clip``; an unreadable one raises unless ``skip_bad_images``."""
+                  precision: str = "fp32", skip_bad_images: bool = False, progress: bool | None = None,
+                  skip_hint: str = SKIP_HINT) -> ImageEncodeResult:
+    """Encode paths / PIL images / arrays with ``clip``; an unreadable or oversized one raises unless
+    ``skip_bad_images`` (then it is logged and listed in ``skipped``); ``skip_hint`` says how to turn that on."""
     from PIL import UnidentifiedImageError
 
     from .text import _autocast
@@ -102,7 +120,7 @@ def encode_images(clip: LoadedClip, items: Iterable, *, names: Sequence[str] | N
             reason = f"{type(err).__name__}: {err}"
             if not skip_bad_images:
                 raise InputDataError(f"cannot read image ({reason})", path=names[n],
-                                     fix="remove or replace the file, or set embed_images.skip_bad_images: true") from None
+                                     fix=f"remove or replace the file, or {skip_hint}") from None
             log.warning("skipping unreadable image %s (%s)", names[n], reason)
             skipped.append((names[n], reason))
             continue

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,7 +36,16 @@ def hash_text(text: str, chars: int = FINGERPRINT_CHARS) -> str:
 class StageConfig(BaseModel):
     """Base of every config: frozen, unknown keys rejected, fingerprintable."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False):  # type: ignore[override]
+        """As pydantic's (which does not validate ``update``), but a non-finite number is refused: the command
+        line's overrides arrive this way, and ``--guidance nan`` must not reach the decoder."""
+        for name, value in (update or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{type(self).__name__}.{name} = {value} is not a finite number",
+                                  fix=f"pass a finite value for '{name}'")
+        return super().model_copy(update=update, deep=deep)
 
     def key_dict(self) -> dict[str, Any]:
         """The fields that enter cache keys (all of them unless a stage says otherwise)."""
@@ -76,8 +87,14 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError("config file not found", path=path, fix="pass an existing YAML file with --config")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {err.start}: {err.reason})", path=path,
+                          fix="save the config as UTF-8 (it must be a YAML text file)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML ({err})", path=path, fix="correct the YAML syntax") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read the config file ({err.strerror or err})", path=path,
+                          fix="pass a readable YAML file with --config") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

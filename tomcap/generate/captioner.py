@@ -64,7 +64,11 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
     model.eval()
     budget = model.max_length - cfg.max_new_tokens
     if budget < 2:
-        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} leaves no room for the prompt in {model.max_length} positions")
+        from ..errors import ConfigError
+
+        raise ConfigError(f"generate.decode.max_new_tokens = {cfg.max_new_tokens} does not fit the decoder's context "
+                          f"of {model.max_length} positions (the prompt needs at least 2)",
+                          fix=f"set generate.decode.max_new_tokens <= {model.max_length - 2}")
     img = torch.tensor(np.asarray(image_emb), dtype=torch.float32)
     ret = None if retrieved_emb is None else torch.tensor(np.asarray(retrieved_emb), dtype=torch.float32)
     streams = build_streams(model, img, retrieved_texts, ret, guidance, budget)

@@ -6,8 +6,10 @@ registered the open_clip way (``add_model_config``), with random init or local s
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,40 @@ def resolve_pretrained(name: str, pretrained: str | None) -> str | None:
     return str(p.resolve())
 
 
+def tag_weights_cached(name: str, tag: str) -> bool:
+    """Whether open_clip's weights for (name, tag) are already on disk (Hugging Face or URL cache)."""
+    from open_clip import pretrained as oc
+
+    cfg = oc.get_pretrained_cfg(name, tag)
+    if cfg.get("file"):
+        return os.path.exists(cfg["file"])
+    if cfg.get("hf_hub"):
+        from .hub import cached_file
+
+        model_id, filename = os.path.split(cfg["hf_hub"])
+        filename = filename or oc.HF_WEIGHTS_NAME
+        if cached_file(model_id, (*oc._get_safe_alternatives(filename), filename)):
+            return True
+    url = cfg.get("url")
+    return bool(url) and os.path.exists(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url)))
+
+
+def tag_weights_access(name: str, tag: str) -> contextlib.AbstractContextManager:
+    """Context to load (name, tag) in: the hub as usual when reachable, cache-only when offline and
+    cached; offline and not cached is a ConfigError at once (no retries, no socket timeouts)."""
+    from .hub import cache_location, hub_endpoint, hub_offline, hub_reachable
+
+    if hub_reachable():
+        return contextlib.nullcontext()
+    if tag_weights_cached(name, tag):
+        return hub_offline()
+    raise ConfigError(
+        f"CLIP weights '{name}' pretrained='{tag}' are not in the local cache ({cache_location()}) and "
+        f"{hub_endpoint()} is unreachable (offline)",
+        fix="set clip.pretrained (or --pretrained) to a local open_clip weights file (.safetensors), or fill "
+            "HF_HOME's cache on a machine with network and copy it here; pretrained: null builds a random-init model")
+
+
 def pretrained_fingerprint(pretrained: str | None) -> str:
     """Identity of the weights for cache keys: file hash for a path, the tag otherwise."""
     if pretrained is None:
@@ -109,7 +145,9 @@ def load_clip(name: str, pretrained: str | None = None, device: str | torch.devi
         )
     resolved = resolve_pretrained(name, pretrained)
     dev = torch.device(device) if device is not None else default_device()
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=resolved, device=dev)
+    is_tag = resolved is not None and not Path(resolved).exists()
+    with tag_weights_access(name, resolved) if is_tag else contextlib.nullcontext():
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=resolved, device=dev)
     model.eval()
     tokenizer = open_clip.get_tokenizer(name)
     log.info("loaded CLIP %s (%s) on %s", name, resolved or RANDOM_INIT, dev)

@@ -37,12 +37,33 @@ def lora_target_regex(targets: tuple[str, ...]) -> str:
     return r".*\.h\.\d+\.attn\.(" + "|".join(re.escape(t) for t in targets) + r")"
 
 
+def hub_load_kwargs(source: str) -> dict[str, Any]:
+    """``from_pretrained`` keywords for a hub name: cache-only when offline and cached; offline and not
+    cached fails here at once, naming the weights and the fix (a local folder is passed through)."""
+    from pathlib import Path
+
+    from ..hub import cache_location, cached_file, hub_endpoint, hub_reachable
+
+    if Path(source).is_dir() or Path(source).is_absolute() or source.startswith((".", "~")) or hub_reachable():
+        return {}  # a local folder (a missing one is reported by from_pretrained's OSError below)
+    try:
+        if cached_file(source, ("config.json",)):
+            return {"local_files_only": True}
+    except ValueError:  # not a valid hub id: a relative folder that does not exist
+        return {}
+    raise ConfigError(f"GPT-2 weights '{source}' are not in the local Hugging Face cache ({cache_location()}) and "
+                      f"{hub_endpoint()} is unreachable (offline)",
+                      fix="set train.model.gpt2_dir to a local GPT-2 folder (config.json, model.safetensors, tokenizer "
+                          "files: save_pretrained on a machine with network), or fill HF_HOME's cache there and copy it")
+
+
 def load_tokenizer(source: str) -> Any:
     """The decoder's tokenizer; pad falls back to eos (GPT-2 has no pad token)."""
     from transformers import AutoTokenizer
 
+    kwargs = hub_load_kwargs(source)
     try:
-        tok = AutoTokenizer.from_pretrained(source)
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError as err:
         raise ConfigError(f"cannot load the GPT-2 tokenizer '{source}' ({str(err).splitlines()[0]})",
                           fix="set model.gpt2_dir to a folder with tokenizer files (e.g. data/models/tomcap-world-gpt2) "
@@ -65,11 +86,12 @@ def load_decoder(source: str, dropout: float | None = None) -> nn.Module:
     from transformers.utils import logging as hf_logging
 
     # The load report lists the new cross-attention weights as missing: expected, so keep it quiet.
+    kwargs = hub_load_kwargs(source)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
         overrides = {} if dropout is None else {f: dropout for f in DROPOUT_FIELDS}
-        return AutoModelForCausalLM.from_pretrained(source, add_cross_attention=True, **overrides)
+        return AutoModelForCausalLM.from_pretrained(source, add_cross_attention=True, **overrides, **kwargs)
     except OSError as err:
         raise ConfigError(f"cannot load the GPT-2 decoder '{source}' ({str(err).splitlines()[0]})",
                           fix="set model.gpt2_dir to a local GPT-2 folder or model.gpt2 to a cached Hugging Face name") from None

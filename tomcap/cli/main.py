@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "tomcap.cli.embed_cmd",
     "tomcap.cli.gap_cmd",
     "tomcap.cli.index_cmd",
+    "tomcap.cli.verify_cmd",
 )
 """Each module has ``register(subparsers)``, which adds its subcommand(s) with ``func=run``."""
 

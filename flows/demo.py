@@ -1,30 +1,38 @@
-"""The offline demo flow: world -> pipeline for every variant -> one comparison report."""
+"""The offline demo flow: world -> the pipeline for every variant (shared stages once) -> one report."""
 from __future__ import annotations
 
 from prefect import flow
 
-from flows.pipeline import evaluate, prepare, train
-from tasks.stages import demo_report_task, world_task
+from flows.pipeline import run_stages
+from tasks.stages import STAGE_TASKS, demo_report_task, nearest_task, world_task
 from tomcap.artifacts import ArtifactRef
+from tomcap.demo.splits import nearest_config, nearest_evaluate_config, split_pipeline_config
 from tomcap.demo.variants import demo_variants
 from tomcap.demo.wiring import demo_pipeline_config
+from tomcap.pipeline import reusable
 from tomcap.settings import PipelineConfig
 
 
 @flow(name="tomcap-demo")
 def demo(config: PipelineConfig, data_dir: str | None = None) -> ArtifactRef:
-    """Generate the world, run the pipeline for each variant (shared stages once), report."""
+    """Generate the world, run the pipeline for each variant, report."""
     dd = str(config.resolved_data_dir(data_dir))
     world = world_task(config.world, dd)
     unpaired = world_task(config.demo.unpaired_world, dd)
     cfg = demo_pipeline_config(config, world, unpaired)
-    refs = prepare(cfg, dd)
-    variants = demo_variants(cfg)
+    refs = run_stages(cfg, dd, "gap")
     evaluations, generations = {}, {}
-    for name in config.demo.variants:
-        variant = variants[name]
-        checkpoint = train(variant, refs["corpus"], refs["embed"], refs["gap"], refs["index"], dd)
-        out = evaluate(variant, checkpoint.path, refs["index"].path, dd)
-        evaluations[name], generations[name] = out["evaluate"], out["generate"]
+    for name, variant in demo_variants(cfg).items():
+        for split in config.demo.splits:  # trained once; captioned and scored on every split
+            scfg = split_pipeline_config(variant, world, split)
+            done = run_stages(scfg, dd, "evaluate", reusable(cfg, refs, scfg))
+            refs.update(reusable(scfg, done, cfg))  # what the next variants may share
+            evaluations[f"{split}/{name}"], generations[f"{split}/{name}"] = done["evaluate"], done["generate"]
+    for split in config.demo.splits if config.demo.baselines else ():
+        scfg = split_pipeline_config(cfg, world, split)
+        images = run_stages(scfg, dd, "test_images", reusable(cfg, refs, scfg))["test_images"]
+        near = nearest_task(nearest_config(scfg), dd, index=refs["index"], images=images)
+        evaluations[f"{split}/nearest_caption"] = STAGE_TASKS["evaluate"](nearest_evaluate_config(scfg, near), dd)
+        generations[f"{split}/nearest_caption"] = near
     return demo_report_task(config.demo.report, dd, world=world, gap=refs["gap"], evaluations=evaluations,
                             generations=generations)

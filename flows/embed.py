@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.embed_shards import embed_shard_task
-from tasks.stages import embed_task
+from tasks.stages import STAGE_TASKS
 from tomcap.artifacts import ArtifactRef
 from tomcap.embed.shards import corpus_row_ranges
 from tomcap.settings import PipelineConfig
@@ -18,4 +18,4 @@ def embed_mapped(config: PipelineConfig, data_dir: str, corpus: ArtifactRef) -> 
     futures = [embed_shard_task.submit(config.embed, data_dir, corpus=corpus, start=a, stop=b)
                for a, b in corpus_row_ranges(config.embed, corpus)]
     shards = [f.result() for f in futures]
-    return embed_task(config.embed, data_dir, corpus=corpus, wait_for=shards)
+    return STAGE_TASKS["embed"](config.embed, data_dir, corpus=corpus, wait_for=shards)

@@ -1,4 +1,4 @@
-"""One Prefect task per pipeline stage, each a thin wrapper of one library call.
+"""One Prefect task per stage of ``tomcap.pipeline`` (and the demo's), each a thin wrapper of one library call.
 
 Every task gets the content-addressed cache policy of its stage (``tasks/cache.py``), persisted
 results (a small ``ArtifactRef``), retries, a run name, and publishes its UI artifact from the
@@ -13,21 +13,15 @@ from collections.abc import Callable
 from prefect import Task, task
 
 from tomcap.artifacts import ArtifactRef
-from tomcap.corpus import run_corpus
 from tomcap.demo.report import run_demo_report
-from tomcap.embed import run_embed, run_embed_images
-from tomcap.evaluate.stage import run_evaluate
-from tomcap.gap import run_gap
-from tomcap.generate.stage import run_generate
-from tomcap.generate.sweep import run_sweep_report
-from tomcap.index import run_index
+from tomcap.generate.nearest import run_nearest
+from tomcap.pipeline import STAGES
 from tomcap.train.config import TrainConfig
-from tomcap.train.stage import run_train
 from tomcap.world.stage import run_world
 
 from .cache import stage_policy
 from .reporting import (TrainingProgress, publish_corpus_stats, publish_demo_report, publish_gap_report,
-                        publish_index_info, publish_metrics, publish_samples, publish_sweep, publish_training_curve)
+                        publish_index_info, publish_metrics, publish_samples, publish_training_curve)
 
 TASK_RETRIES = 1
 RETRY_DELAY_S = 5
@@ -57,20 +51,37 @@ def _train(config: TrainConfig, data_dir: str, *, corpus: ArtifactRef, embed: Ar
            gap: ArtifactRef | None = None, index: ArtifactRef | None = None,
            image_embed: ArtifactRef | None = None) -> ArtifactRef:
     """Train the adaptor, reporting progress (0-100) to the Prefect UI."""
+    from tomcap.train.stage import run_train
+
     ref = run_train(config, data_dir, corpus=corpus, embed=embed, gap=gap, index=index, image_embed=image_embed,
                     progress=TrainingProgress(config.steps))
     publish_training_curve(ref)
     return ref
 
 
+PUBLISHERS: dict[str, Callable[[ArtifactRef], None]] = {
+    "corpus": publish_corpus_stats, "gap": publish_gap_report, "index": publish_index_info,
+    "generate": publish_samples, "evaluate": publish_metrics,
+}
+"""UI artifact of each pipeline stage that has one (by stage name)."""
+
+
+def _pipeline_tasks() -> dict[str, Task]:
+    """Stage name -> task; stages that share a module and function (the image sets) share one task."""
+    by_function: dict[tuple[str, str], Task] = {}
+    out: dict[str, Task] = {}
+    for st in STAGES:
+        if st.name == "train":
+            out[st.name] = _task(st.module, _train)
+            continue
+        fn = (st.module, st.run)
+        if fn not in by_function:
+            by_function[fn] = stage_task(st.module, st.function(), PUBLISHERS.get(st.name))
+        out[st.name] = by_function[fn]
+    return out
+
+
+STAGE_TASKS = _pipeline_tasks()
 world_task = stage_task("tomcap.world.stage", run_world)
-corpus_task = stage_task("tomcap.corpus", run_corpus, publish_corpus_stats)
-embed_task = stage_task("tomcap.embed.stage", run_embed)
-embed_images_task = stage_task("tomcap.embed.image_stage", run_embed_images)
-gap_task = stage_task("tomcap.gap", run_gap, publish_gap_report)
-index_task = stage_task("tomcap.index.stage", run_index, publish_index_info)
-train_task = _task("tomcap.train.stage", _train)
-generate_task = stage_task("tomcap.generate.stage", run_generate, publish_samples)
-evaluate_task = stage_task("tomcap.evaluate.stage", run_evaluate, publish_metrics)
 demo_report_task = stage_task("tomcap.demo.report", run_demo_report, publish_demo_report)
-sweep_report_task = stage_task("tomcap.generate.sweep", run_sweep_report, publish_sweep)
+nearest_task = stage_task("tomcap.generate.nearest", run_nearest, publish_samples)

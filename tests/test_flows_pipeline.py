@@ -65,7 +65,7 @@ def test_demo_flow_then_fully_cached_rerun(prefect_harness, tmp_path):
 def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation(prefect_harness, tmp_path):
     from flows.demo import demo
     from flows.pipeline import evaluate
-    from tasks.stages import corpus_task, embed_task, index_task
+    from tasks.stages import STAGE_TASKS
     from tomcap.artifacts import ArtifactStore, load_ref
     from tomcap.corpus import SourceConfig
     from tomcap.demo.wiring import demo_pipeline_config
@@ -93,6 +93,7 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     # Swap the datastore: an index built from another corpus (the unpaired world's captions).
     other_corpus = wired.corpus.model_copy(update={"sources": [SourceConfig(
         path=world_artifact_paths(load_ref(store.path_for("world", unpaired.key))).corpus_file, name="other")]})
+    corpus_task, embed_task, index_task = (STAGE_TASKS[n] for n in ("corpus", "embed", "index"))
     oc = corpus_task(other_corpus, data)
     other_index = index_task(wired.index, data, embed=embed_task(wired.embed, data, corpus=oc), corpus=oc)
     start = dt.datetime.now(dt.timezone.utc)
@@ -101,9 +102,11 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states
 
     # A guidance sweep over the same checkpoint and datastore: a plot and one row per scale.
-    from flows.sweep import sweep_guidance
-    from tomcap.generate.sweep import SweepConfig
+    from tomcap.embed import run_embed_images
+    from tomcap.generate.sweep import SweepConfig, run_guidance_sweep
 
-    sweep = sweep_guidance(wired, str(checkpoint), str(index), SweepConfig(scales=(0.0, 3.0)), data)
+    _, sweep = run_guidance_sweep(SweepConfig(scales=(0.0, 3.0)), wired.generate, wired.evaluate, data,
+                                  train=load_ref(checkpoint), index=load_ref(index),
+                                  images=run_embed_images(wired.test_images, data))
     assert (Path(sweep.path) / "pareto.png").stat().st_size > 1000
     assert [r["scale"] for r in sweep.manifest().info["table"]] == [0.0, 3.0]

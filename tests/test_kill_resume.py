@@ -38,7 +38,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _cmd(config: Path, data: Path) -> list[str]:
-    return [sys.executable, "-c", "import sys; from tomcap.cli.main import main; sys.exit(main(sys.argv[1:]))",
+    return [sys.executable, "-c", "import sys; from tomcap_cli.main import main; sys.exit(main(sys.argv[1:]))",
             "pipeline", "--config", str(config), "--data-dir", str(data)]
 
 

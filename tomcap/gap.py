@@ -13,27 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from pydantic import Field
 
 from . import gapmath
 from .artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
-from .config import StageConfig
 from .embed.store import EmbeddingSet
 from .errors import ArtifactError, InputDataError
+from .gap_config import GapConfig
 
 log = logging.getLogger(__name__)
 
-SPEC = StageSpec(name="gap", version="1", modules=("tomcap.gap", "tomcap.gap_report", "tomcap.gapmath"))
-
-
-class GapConfig(StageConfig):
-    """How the gap statistics are estimated and reported."""
-
-    renormalize: bool = Field(default=True, description="L2-normalise corrected text embeddings")
-    noise_std: float = Field(default=gapmath.DEFAULT_NOISE_STD, ge=0,
-                             description="per-dim noise std used when no paired set is given (CapDec: sqrt(0.016))")
-    sample_rows: int = Field(default=20_000, ge=2, description="rows per modality sampled for the Fréchet gap and plots")
-    seed: int = 0
+SPEC = StageSpec(name="gap", version="1", modules=("tomcap.gap", "tomcap.gap_config", "tomcap.gap_report",
+                                                     "tomcap.gapmath"))
 
 
 def upstream_fingerprints(config: GapConfig, text: ArtifactRef, images: ArtifactRef,

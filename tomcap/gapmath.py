@@ -19,11 +19,8 @@ import numpy as np
 import torch
 
 from .errors import ArtifactError, InputDataError
+from .gap_config import DEFAULT_NOISE_STD
 
-CAPDEC_NOISE_VARIANCE = 0.016
-"""Noise variance of CapDec / MacCap text-only training (their ``noise_variance`` default)."""
-DEFAULT_NOISE_STD = float(np.sqrt(CAPDEC_NOISE_VARIANCE))
-"""Per-dimension noise std used when no paired set gives a measured one."""
 SIGMA_FLOOR = 1e-6
 """Lower bound on estimated stds: a constant dimension must not divide by zero in the correction."""
 STATS_TENSORS = "stats.safetensors"

@@ -18,7 +18,7 @@ from .world.config import WorldConfig
 from .evaluate.config import EvaluateConfig
 from .train.config import TrainConfig
 from .embed.config import EmbedConfig, ImageEmbedConfig
-from .gap import GapConfig
+from .gap_config import GapConfig
 from .index.config import IndexConfig
 from .generate.config import GenerateConfig
 from .demo.config import DemoConfig

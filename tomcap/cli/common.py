@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..artifacts import ArtifactRef
-from ..settings import PipelineConfig, load_pipeline_config
+if TYPE_CHECKING:  # settings reads every stage config: imported when a command runs, not for --help
+    from ..artifacts import ArtifactRef
+    from ..settings import PipelineConfig
 
 
 def add_stage_args(p: argparse.ArgumentParser) -> None:
@@ -19,6 +20,8 @@ def add_stage_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> tuple[PipelineConfig, Path]:
+    from ..settings import load_pipeline_config
+
     cfg = load_pipeline_config(args.config)
     return cfg, cfg.resolved_data_dir(args.data_dir)
 
@@ -39,12 +42,15 @@ def report(ref: ArtifactRef, args: argparse.Namespace, lines: list[str] | None =
         print(json.dumps(payload, sort_keys=True))
 
 
-PREFECT_STARTUP_TIMEOUT_S = "180"
-"""A busy 2-core machine can need well over Prefect's default to start the ephemeral server."""
+def corpus_of(embed: ArtifactRef, data_dir: Path) -> ArtifactRef:
+    """The corpus artifact an embedding artifact was built from (looked up in the data dir)."""
+    from ..artifacts import ArtifactStore, load_ref
+    from ..errors import InputDataError
 
-
-def prefect_defaults() -> None:
-    """Offline, telemetry-free Prefect with a patient ephemeral-server start (user settings win)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", PREFECT_STARTUP_TIMEOUT_S)
+    corpus_fp = embed.manifest().upstream.get("corpus")
+    store = ArtifactStore(data_dir)
+    for m in store.list("corpus"):
+        if m.fingerprint == corpus_fp:
+            return load_ref(store.path_for("corpus", m.key), stage="corpus")
+    raise InputDataError("the corpus of these embeddings is not in the data dir", path=embed.dir,
+                         fix="pass --corpus DIR (the corpus artifact the embeddings were built from)")

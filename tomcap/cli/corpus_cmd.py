@@ -5,21 +5,21 @@ import argparse
 from pathlib import Path
 
 from ..config import validate_config
-from ..artifacts import file_sha256
-from ..corpus import CorpusConfig, SourceConfig, run_corpus
-from ..corpus.config import FORMATS
+from ..corpus.config import FORMATS, CorpusConfig, SourceConfig
 from .common import add_stage_args, load_config, report
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_corpus_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("corpus", help="filter caption files into a Parquet corpus artifact")
     add_stage_args(p)
     p.add_argument("--source", type=Path, action="append", default=[],
                    help="caption file to add as a source (repeatable; format auto-detected)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="format of the --source files")
-    p.add_argument("--emit-event", action="store_true",
-                   help="emit a tomcap.corpus.updated Prefect event per source (triggers the 'retrain' deployment)")
     p.set_defaults(func=run)
+    return p
+
+
+register = add_corpus_parser
 
 
 def corpus_config_with_sources(cfg: CorpusConfig, paths: list[Path], fmt: str) -> CorpusConfig:
@@ -32,16 +32,18 @@ def corpus_config_with_sources(cfg: CorpusConfig, paths: list[Path], fmt: str) -
     return validate_config(CorpusConfig, data, source="--source")
 
 
-def run(args: argparse.Namespace) -> int:
+def corpus_section(args: argparse.Namespace) -> tuple[CorpusConfig, Path]:
+    """The corpus config the command line asks for, and the data dir."""
     cfg, data_dir = load_config(args)
-    corpus_cfg = corpus_config_with_sources(cfg.corpus, args.source, args.format)
+    return corpus_config_with_sources(cfg.corpus, args.source, args.format), data_dir
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..corpus.stage import run_corpus  # polars: only when the command runs
+
+    corpus_cfg, data_dir = corpus_section(args)
     ref = run_corpus(corpus_cfg, data_dir, force=args.force)
     per_source = ref.manifest().rows.get("per_source", {})
     lines = [f"{name}: {c['rows_in']} in -> {c['rows_out']} out" for name, c in per_source.items()]
-    if args.emit_event:
-        from tasks.events import emit_corpus_updated  # Prefect only when asked to talk to it
-
-        for src in corpus_cfg.sources:
-            emit_corpus_updated(Path(src.path), file_sha256(Path(src.path)))
     report(ref, args, lines)
     return 0

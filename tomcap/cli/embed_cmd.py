@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..artifacts import ArtifactRef, load_ref
 from ..config import StageConfig, validate_config
-from ..settings import PipelineConfig
 from .common import add_stage_args, load_config, report
+
+if TYPE_CHECKING:
+    from ..settings import PipelineConfig
 
 C = TypeVar("C", bound=StageConfig)
 
@@ -19,6 +20,11 @@ def override(section: C, source: str = "command line", **updates: Any) -> C:
     if not changes:
         return section
     return validate_config(type(section), {**section.model_dump(), **changes}, source=source)
+
+
+def with_section(cfg: PipelineConfig, section: str, **updates: Any) -> PipelineConfig:
+    """``cfg`` with ``override`` applied to one section."""
+    return cfg.model_copy(update={section: override(getattr(cfg, section), **updates)})
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -55,31 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=run_models)
 
 
-def corpus_ref(cfg: PipelineConfig, data_dir: Path, folder: Path | None, force: bool = False) -> ArtifactRef:
-    """The given corpus artifact folder, else the config's corpus stage (built or cached)."""
-    if folder is not None:
-        return load_ref(folder, stage="corpus")
-    from ..corpus import run_corpus
-
-    return run_corpus(cfg.corpus, data_dir, force=force)
-
-
-def text_embedding_ref(cfg: PipelineConfig, data_dir: Path, corpus: ArtifactRef, force: bool = False) -> ArtifactRef:
-    from ..embed import run_embed
-
-    return run_embed(cfg.embed, data_dir, corpus=corpus, force=force)
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..embed import run_embed
+    from ..pipeline import load_given, run_until
 
     cfg, data_dir = load_config(args)
-    embed_cfg = override(cfg.embed, **_model_updates(args), reuse=False if args.no_reuse else None)
-    from ..embed.stage import model_fingerprint
-
-    model_fingerprint(embed_cfg)  # the model and weights are checked before the corpus is built
-    corpus = corpus_ref(cfg, data_dir, args.corpus)
-    ref = run_embed(embed_cfg, data_dir, corpus=corpus, force=args.force)
+    cfg = with_section(cfg, "embed", **_model_updates(args), reuse=False if args.no_reuse else None)
+    given = {"corpus": load_given("corpus", args.corpus)} if args.corpus else {}
+    # run_until validates every stage's config (e.g. the CLIP model name) before the corpus is built.
+    ref = run_until(cfg, data_dir, "embed", given, force={"embed"} if args.force else set())["embed"]
     info = ref.manifest().info
     report(ref, args, [f"model: {info['model_fingerprint']} dim {info['dim']} {info['dtype']}",
                        f"truncated batches: {info['truncated']}, encode {info['encode_s']} s"])

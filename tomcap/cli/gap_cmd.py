@@ -4,16 +4,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..artifacts import load_ref
 from .common import add_stage_args, load_config, report
-from .embed_cmd import corpus_ref, override, text_embedding_ref
+from .embed_cmd import with_section
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gap", help="Gaussian modality-gap statistics (mu/sigma per modality, noise std, report)")
     add_stage_args(p)
     p.add_argument("--text", type=Path, help="text 'embed' artifact folder (default: the config's corpus -> embed)")
-    p.add_argument("--images", type=Path, help="'embed_images' artifact folder (default: embed the config's embed_images.images)")
+    p.add_argument("--images", type=Path,
+                   help="'embed_images' artifact folder (default: embed the config's embed_images.images)")
     p.add_argument("--paired", type=Path, help="optional paired 'embed_images' artifact (image ids = corpus image_id)")
     p.add_argument("--noise-std", type=float, help="noise std when no paired set is given")
     p.add_argument("--no-renormalize", action="store_true", help="do not L2-normalise corrected text embeddings")
@@ -21,16 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..embed import run_embed_images
-    from ..gap import run_gap
+    from ..pipeline import load_given, run_until
 
     cfg, data_dir = load_config(args)
-    gap_cfg = override(cfg.gap, noise_std=args.noise_std, renormalize=False if args.no_renormalize else None)
-    text = (load_ref(args.text, stage="embed") if args.text
-            else text_embedding_ref(cfg, data_dir, corpus_ref(cfg, data_dir, None)))
-    images = load_ref(args.images, stage="embed_images") if args.images else run_embed_images(cfg.embed_images, data_dir)
-    paired = load_ref(args.paired, stage="embed_images") if args.paired else None
-    ref = run_gap(gap_cfg, data_dir, text=text, images=images, paired=paired, force=args.force)
+    cfg = with_section(cfg, "gap", noise_std=args.noise_std, renormalize=False if args.no_renormalize else None)
+    given = {name: load_given(name, folder) for name, folder in (("embed", args.text), ("embed_images", args.images))
+             if folder is not None}
+    extra = {"gap": {"paired": load_given("paired_images", args.paired)}} if args.paired else None
+    ref = run_until(cfg, data_dir, "gap", given, force={"gap"} if args.force else set(), extra=extra)["gap"]
     info = ref.manifest().info
     b, a = info["before"], info["after"]
     report(ref, args, [f"centroid gap {b['centroid_gap']:.4f} -> {a['centroid_gap']:.4f}",

@@ -11,8 +11,7 @@ from ..errors import TomcapError
 
 COMMAND_MODULES = (
     "tomcap.cli.corpus_cmd",
-    "tomcap.cli.demo_cmd",
-    "tomcap.cli.watch_cmd",
+    "tomcap.cli.run_cmd",
     "tomcap.cli.world_cmd",
     "tomcap.cli.evaluate_cmd",
     "tomcap.cli.train_cmd",
@@ -23,21 +22,23 @@ COMMAND_MODULES = (
     "tomcap.cli.index_cmd",
     "tomcap.cli.verify_cmd",
 )
-"""Each module has ``register(subparsers)``, which adds its subcommand(s) with ``func=run``."""
+"""The library's commands (no Prefect). Each module has ``register(subparsers)``, which adds its
+subcommand(s) with ``func=run``; modules import heavy code only inside ``run`` (``tomcap --help``
+stays fast). The installed ``tomcap`` (``tomcap_cli``) adds the Prefect-orchestrating commands."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tomcap", description="Text-only image captioning pipeline (TOMCap).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, modules: Sequence[str] = COMMAND_MODULES) -> int:
     """Run one command; returns the process exit code (0 ok, 2 user error, 1 unexpected error)."""
-    parser = build_parser()
+    parser = build_parser(modules)
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..artifacts import load_ref
 from ..errors import ConfigError
 from .common import add_stage_args, load_config
-from .generate_cmd import _add_artifact_args, resolve_artifacts
+from .generate_cmd import add_artifact_args, resolve_artifacts
 
 DEFAULT_SCALES = "0,1,1.5,2,3,4"
 
@@ -15,7 +15,7 @@ DEFAULT_SCALES = "0,1,1.5,2,3,4"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep-guidance", help="caption with several CFG scales, evaluate, plot the Pareto front")
     add_stage_args(p)
-    _add_artifact_args(p)
+    add_artifact_args(p)
     p.add_argument("--images", type=Path, required=True, help="'embed_images' artifact folder of the test images")
     p.add_argument("--scales", default=DEFAULT_SCALES, help="comma-separated guidance scales (>= 0)")
     p.add_argument("--out", type=Path, default=None, help="also copy the Pareto plot PNG here")
@@ -35,18 +35,13 @@ def parse_scales(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     import shutil
 
-    from ..evaluate.stage import run_evaluate
-    from ..generate.stage import run_generate
-    from ..generate.sweep import PLOT_FILE, SweepConfig, run_sweep_report, with_guidance
+    from ..generate.sweep import PLOT_FILE, SweepConfig, run_guidance_sweep
 
     sweep = SweepConfig(scales=parse_scales(args.scales))
     cfg, data_dir = load_config(args)
     train, index = resolve_artifacts(args, data_dir)
-    images = load_ref(args.images, "embed_images")
-    gens = [run_generate(with_guidance(cfg.generate, s), data_dir, train=train, index=index, images=images)
-            for s in sweep.scales]
-    ev = run_evaluate(cfg.evaluate.model_copy(update={"results": [g.dir for g in gens]}), data_dir)
-    ref = run_sweep_report(sweep, data_dir, evaluation=ev)
+    ev, ref = run_guidance_sweep(sweep, cfg.generate, cfg.evaluate, data_dir, train=train, index=index,
+                                 images=load_ref(args.images, "embed_images"))
     if args.out:
         shutil.copyfile(ref.file(PLOT_FILE), args.out)
     info = ref.manifest().info

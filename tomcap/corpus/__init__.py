@@ -1,19 +1,8 @@
 """Corpus stage: read caption files of many formats, filter, dedupe, write sharded Parquet."""
-from .config import CorpusConfig, FilterConfig, SourceConfig
-from .filters import caption_id
-from .readers import detect_format
-from .stage import SPEC, build_corpus_frame, read_corpus, run_corpus, scan_corpus, upstream_fingerprints
+from .._lazy import lazy_exports
 
-__all__ = [
-    "SPEC",
-    "CorpusConfig",
-    "FilterConfig",
-    "SourceConfig",
-    "build_corpus_frame",
-    "caption_id",
-    "detect_format",
-    "read_corpus",
-    "run_corpus",
-    "scan_corpus",
-    "upstream_fingerprints",
-]
+__all__, __getattr__ = lazy_exports(__name__, {
+    "CorpusConfig": ".config", "FilterConfig": ".config", "SourceConfig": ".config", "caption_id": ".filters",
+    "detect_format": ".readers", "SPEC": ".stage", "build_corpus_frame": ".stage", "read_corpus": ".stage",
+    "run_corpus": ".stage", "scan_corpus": ".stage", "upstream_fingerprints": ".stage",
+})

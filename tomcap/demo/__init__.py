@@ -1,9 +1,10 @@
-"""The offline demo: TOMCap vs its ablations vs the paired oracle on the embedded world."""
-from .attributes import attribute_accuracy
-from .config import DemoConfig
-from .report import DemoReportConfig, run_demo_report
-from .variants import VARIANTS, demo_variants
-from .wiring import demo_pipeline_config
+"""The offline demo: TOMCap vs its ablations vs the paired oracle on the embedded world.
 
-__all__ = ["VARIANTS", "DemoConfig", "DemoReportConfig", "attribute_accuracy", "demo_pipeline_config",
-           "demo_variants", "run_demo_report"]
+``tomcap.demo.variants`` and ``tomcap.demo.wiring`` work on whole pipeline configs; import them from
+there (``tomcap.settings`` imports this package for ``DemoConfig``, so it cannot import them here).
+"""
+from .attributes import attribute_accuracy
+from .config import FULL, VARIANTS, DemoConfig
+from .report import DemoReportConfig, run_demo_report
+
+__all__ = ["FULL", "VARIANTS", "DemoConfig", "DemoReportConfig", "attribute_accuracy", "run_demo_report"]

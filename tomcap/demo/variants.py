@@ -5,13 +5,9 @@ gap, index, test-image embeddings) have the same keys in every variant, so they 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from ..settings import PipelineConfig
+from .config import FULL, VARIANTS
 
-if TYPE_CHECKING:  # settings imports the demo config: avoid the import cycle at run time
-    from ..settings import PipelineConfig
-
-FULL = "full"
-VARIANTS = (FULL, "no_correction", "no_noise", "no_retrieval", "no_cfg", "paired_oracle")
 UNGUIDED_SCALE = 1.0
 
 
@@ -20,10 +16,10 @@ def _with(cfg: PipelineConfig, section: str, **changes) -> PipelineConfig:
     return cfg.model_copy(update={section: sub.model_copy(update=changes)})
 
 
-def demo_variants(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
-    """Variant name -> pipeline config, in table order."""
+def all_variants(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
+    """Variant name -> pipeline config, for every name in ``VARIANTS``."""
     decode = cfg.generate.decode.model_copy(update={"guidance_scale": UNGUIDED_SCALE})
-    return {
+    out = {
         FULL: cfg,
         "no_correction": _with(cfg, "train", gap_correction=False),
         "no_noise": _with(cfg, "train", noise=False),
@@ -31,3 +27,11 @@ def demo_variants(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
         "no_cfg": _with(cfg, "generate", decode=decode),
         "paired_oracle": _with(cfg, "train", query="image"),
     }
+    assert tuple(out) == VARIANTS, "every variant name in demo/config.py needs its config here"
+    return out
+
+
+def demo_variants(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
+    """The variants ``cfg.demo.variants`` selects, in that (table) order."""
+    every = all_variants(cfg)
+    return {name: every[name] for name in cfg.demo.variants}

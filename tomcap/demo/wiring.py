@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 from ..artifacts import ArtifactRef
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # settings imports the demo config: avoid the import cycle at run time
-    from ..settings import PipelineConfig
+from ..corpus.config import SourceConfig
+from ..settings import PipelineConfig
 from ..world.stage import world_artifact_paths
 
 
 def demo_pipeline_config(cfg: PipelineConfig, world: ArtifactRef, unpaired: ArtifactRef) -> PipelineConfig:
     """``cfg`` with its inputs taken from the ``world`` artifact (and the gap's unpaired images from
     ``unpaired``). Pure: returns a new config."""
-    from ..corpus import SourceConfig
-
     w, u = world_artifact_paths(world), world_artifact_paths(unpaired)
     corpus = cfg.corpus.model_copy(update={"sources": [SourceConfig(path=w.corpus_file, name="world")]})
     evaluate = cfg.evaluate.model_copy(update={"refs": w.test_annotations, "images": w.test_images_dir,

@@ -1,11 +1,9 @@
 """CLIP embedding stages: fast incremental text embeddings and image embeddings, stored memory-mappable."""
-from .config import EmbedConfig, ImageEmbedConfig
-from .images import ImageEncodeResult, encode_images
-from .image_stage import SPEC as IMAGE_SPEC
-from .image_stage import run_embed_images
-from .stage import SPEC, model_fingerprint, run_embed, upstream_fingerprints
-from .store import EmbeddingSet
-from .text import encode_texts
+from .._lazy import lazy_exports
 
-__all__ = ["EmbedConfig", "ImageEmbedConfig", "EmbeddingSet", "ImageEncodeResult", "IMAGE_SPEC", "SPEC",
-           "encode_images", "encode_texts", "model_fingerprint", "run_embed", "run_embed_images", "upstream_fingerprints"]
+__all__, __getattr__ = lazy_exports(__name__, {
+    "EmbedConfig": ".config", "ImageEmbedConfig": ".config", "ImageEncodeResult": ".images",
+    "encode_images": ".images", "IMAGE_SPEC": ".image_stage:SPEC", "run_embed_images": ".image_stage",
+    "SPEC": ".stage", "model_fingerprint": ".stage", "run_embed": ".stage", "upstream_fingerprints": ".stage",
+    "EmbeddingSet": ".store", "encode_texts": ".text",
+})

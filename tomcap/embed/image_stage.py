@@ -25,6 +25,11 @@ def _folder_fingerprint(config: ImageEmbedConfig) -> str:
     return hash_text(canonical_json(listing))
 
 
+def validate(config: ImageEmbedConfig) -> None:
+    """Refuse an unknown model or missing weights before any stage of a run starts."""
+    model_fingerprint(config)
+
+
 def upstream_fingerprints(config: ImageEmbedConfig) -> dict[str, str]:
     if config.images is None:
         raise ConfigError("no image folder configured", fix="set embed_images.images (or pass --images DIR)")

@@ -55,6 +55,11 @@ def clip_for(config: EmbedConfig | ImageEmbedConfig) -> LoadedClip:
         return load_clip(config.model, config.pretrained, device=config.device)
 
 
+def validate(config: EmbedConfig) -> None:
+    """Refuse an unknown model or missing weights before any stage of a run starts."""
+    model_fingerprint(config)
+
+
 def upstream_fingerprints(config: EmbedConfig, corpus: ArtifactRef) -> dict[str, str]:
     return {"corpus": corpus.fingerprint, "clip": model_fingerprint(config)}
 

@@ -7,25 +7,11 @@ Public API::
     evaluate_to_dir(config, out, generate=None) -> ArtifactRef                   # CLI --out
     score_items([EvalItem, ...]) -> [CocoScores, ...]                            # metrics only
 """
-from .coco_metrics import METRIC_NAMES, CocoScores, EvalItem, score_items
-from .loading import PairedKeys, References, Results, align, load_references, load_results
-from .config import EvaluateConfig
-from .stage import SPEC, evaluate_to_dir, run_evaluate, upstream_fingerprints
+from .._lazy import lazy_exports
 
-__all__ = [
-    "METRIC_NAMES",
-    "SPEC",
-    "CocoScores",
-    "EvalItem",
-    "EvaluateConfig",
-    "PairedKeys",
-    "References",
-    "Results",
-    "align",
-    "evaluate_to_dir",
-    "load_references",
-    "load_results",
-    "run_evaluate",
-    "score_items",
-    "upstream_fingerprints",
-]
+__all__, __getattr__ = lazy_exports(__name__, {
+    **{n: ".coco_metrics" for n in ("METRIC_NAMES", "CocoScores", "EvalItem", "score_items")},
+    **{n: ".loading" for n in ("PairedKeys", "References", "Results", "align", "load_references", "load_results")},
+    "EvaluateConfig": ".config",
+    **{n: ".stage" for n in ("SPEC", "evaluate_to_dir", "run_evaluate", "upstream_fingerprints")},
+})

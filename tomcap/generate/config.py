@@ -2,11 +2,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from ..config import StageConfig
-from .decoding import DecodeConfig
+
+if TYPE_CHECKING:  # torch: imported where decoding happens, not where a config is read
+    from .guidance import Guidance
+
+
+class DecodeConfig(StageConfig):
+    """Decoding parameters (a change reruns only generation and evaluation)."""
+
+    strategy: Literal["greedy", "beam", "sample"] = "beam"
+    beam_size: int = Field(default=3, ge=1)
+    num_samples: int = Field(default=8, ge=1, description="candidates per image for strategy 'sample'")
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    max_new_tokens: int = Field(default=24, ge=1)
+    length_penalty: float = Field(default=1.0, description="beam score = sum logp / length**length_penalty")
+    no_repeat_ngram_size: int = Field(default=3, ge=0, description="0 disables")
+    guidance_scale: float = Field(default=1.0, ge=0, description="CFG gamma; 1 = conditional only, 0 = unconditional")
+    lm_alpha: float | None = Field(default=None, description="LM guidance weight of log p(x|y); null disables")
+    lm_beta: float = Field(default=0.0, ge=0, description="LM guidance weight of log p(x|null)")
+    batched_guidance: bool = Field(default=True, description="cond and uncond streams in one forward pass")
+    seed: int = 0
+
+    def guidance(self) -> Guidance:
+        from .guidance import Guidance  # torch: only when decoding, not when a config is read
+
+        return Guidance(cfg_scale=self.guidance_scale, lm_alpha=self.lm_alpha, lm_beta=self.lm_beta)
 
 
 class RegionConfig(StageConfig):

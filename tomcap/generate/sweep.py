@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
 from ..config import StageConfig
+from ..evaluate.config import EvaluateConfig
 from .config import GenerateConfig
 
 
@@ -96,3 +97,16 @@ def run_sweep_report(config: SweepConfig, data_dir: Path | str, *, evaluation: A
 
     return ArtifactStore(data_dir).build(SPEC, config, upstream_fingerprints(config, evaluation), build,
                                          force=force)
+
+
+def run_guidance_sweep(config: SweepConfig, generate: GenerateConfig, evaluate: EvaluateConfig, data_dir: Path | str,
+                       *, train: ArtifactRef, index: ArtifactRef, images: ArtifactRef) -> tuple[ArtifactRef, ArtifactRef]:
+    """One generation per scale (each cached), one evaluation of them all, the Pareto report:
+    returns (evaluation, sweep report)."""
+    from ..evaluate.stage import run_evaluate
+    from .stage import run_generate
+
+    gens = [run_generate(with_guidance(generate, s), data_dir, train=train, index=index, images=images)
+            for s in config.scales]
+    evaluation = run_evaluate(evaluate.model_copy(update={"results": [g.dir for g in gens]}), data_dir)
+    return evaluation, run_sweep_report(config, data_dir, evaluation=evaluation)

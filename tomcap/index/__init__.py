@@ -1,8 +1,8 @@
 """FAISS datastore: automatic index choice, build with measured recall/QPS, and the search API."""
-from .config import IndexConfig
-from .datastore import NO_ROW, Datastore, SearchResult
-from .select import IndexChoice, choose_index
-from .stage import SPEC, run_index, upstream_fingerprints
+from .._lazy import lazy_exports
 
-__all__ = ["Datastore", "IndexChoice", "IndexConfig", "NO_ROW", "SPEC", "SearchResult", "choose_index", "run_index",
-           "upstream_fingerprints"]
+__all__, __getattr__ = lazy_exports(__name__, {
+    "IndexConfig": ".config", "NO_ROW": ".datastore", "Datastore": ".datastore", "SearchResult": ".datastore",
+    "IndexChoice": ".select", "choose_index": ".select", "SPEC": ".stage", "run_index": ".stage",
+    "upstream_fingerprints": ".stage",
+})

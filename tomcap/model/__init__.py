@@ -1,10 +1,10 @@
 """TOMCap adaptor: frozen GPT-2 + cross-attention + rsLoRA, and its checkpoints."""
-from .adaptor import IGNORE_INDEX, ParamCounts, TomcapAdaptor, build_adaptor, load_decoder, load_tokenizer
-from .checkpoint import (Checkpoint, load_adaptor, load_optimizer_state, load_weights, read_checkpoint,
-                         save_checkpoint)
-from .config import AdaptorConfig
+from .._lazy import lazy_exports
 
-__all__ = [
-    "AdaptorConfig", "Checkpoint", "IGNORE_INDEX", "ParamCounts", "TomcapAdaptor", "build_adaptor", "load_adaptor",
-    "load_decoder", "load_optimizer_state", "load_tokenizer", "load_weights", "read_checkpoint", "save_checkpoint",
-]
+__all__, __getattr__ = lazy_exports(__name__, {
+    "AdaptorConfig": ".config",
+    **{n: ".adaptor" for n in ("IGNORE_INDEX", "ParamCounts", "TomcapAdaptor", "build_adaptor", "load_decoder",
+                               "load_tokenizer")},
+    **{n: ".checkpoint" for n in ("Checkpoint", "load_adaptor", "load_optimizer_state", "load_weights",
+                                  "read_checkpoint", "save_checkpoint")},
+})

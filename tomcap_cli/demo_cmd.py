@@ -11,8 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from ..constants import DEMO_CONFIG_FILE
-from ..settings import load_pipeline_config
+from tomcap.constants import DEMO_CONFIG_FILE
+
 from .common import prefect_defaults
 
 
@@ -25,10 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tomcap.clip import resolve_pretrained
+    from tomcap.model.adaptor import load_tokenizer
+    from tomcap.settings import load_pipeline_config
+
     cfg = load_pipeline_config(args.config)
     # Fail before starting Prefect if the shipped models are missing (clear error naming the file).
-    from ..clip import resolve_pretrained
-    from ..model.adaptor import load_tokenizer
 
     resolve_pretrained(cfg.embed.model, cfg.embed.pretrained)
     load_tokenizer(cfg.train.model.decoder_source)

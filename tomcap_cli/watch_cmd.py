@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..watch import CorpusWatcher
+from tomcap.watch import CorpusWatcher
 
 DEFAULT_INTERVAL_S = 5.0
 

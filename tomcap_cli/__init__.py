@@ -1,0 +1,8 @@
+"""The installed ``tomcap`` command: the library's commands (``tomcap.cli``) plus those that
+orchestrate with Prefect (``pipeline``, ``demo``, ``watch``, ``corpus --emit-event``).
+
+It lives outside ``tomcap/`` so that the library never imports Prefect, ``tasks/`` or ``flows/``.
+"""
+from .main import main
+
+__all__ = ["main"]

@@ -4,11 +4,12 @@ same caption."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import DEMO_CONFIG_FILE
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError, InputDataError
 from .common import add_stage_args, load_config, report
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--data-dir", type=Path, default=None)
     add_artifact_args(c)
     c.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (>= 0)")
+    c.add_argument("--skip-bad-images", action="store_true", help="skip (and list) unreadable or oversized images")
     c.set_defaults(func=run_caption)
 
 
@@ -46,14 +48,9 @@ def add_artifact_args(p: argparse.ArgumentParser) -> None:
 
 
 def _newest(store: ArtifactStore, stage: str, accept) -> ArtifactRef:
-    from ..artifacts import load_ref
-
-    for m in store.list(stage):
-        if accept(m):
-            return load_ref(store.path_for(stage, m.key), stage)
+    # The store skips damaged artifacts and names them (in a warning, or in the error when none is left).
     flag = "checkpoint" if stage == "train" else stage
-    raise ArtifactError(f"no suitable '{stage}' artifact", path=store.stage_dir(stage),
-                        fix=f"run `tomcap demo` (or the pipeline) first, or pass --{flag}")
+    return store.newest(stage, accept, fix=f"run `tomcap demo` (or the pipeline) first, or pass --{flag}")
 
 
 def resolve_artifacts(args: argparse.Namespace, data_dir: Path) -> tuple[ArtifactRef, ArtifactRef]:
@@ -108,13 +105,20 @@ def run_caption(args: argparse.Namespace) -> int:
     train, index = resolve_artifacts(args, data_dir)
     gen, clip_cfg = decode_config(cfg, args.guidance), cfg.test_images
     session = CaptionSession.open(gen, train, index, clip_cfg, model_fingerprint(clip_cfg))
-    emb = encode_images(clip_for(clip_cfg), args.image, names=[str(p) for p in args.image], batch_size=clip_cfg.batch_size,
-                        precision=clip_cfg.precision, progress=False).embeddings
+    enc = encode_images(clip_for(clip_cfg), args.image, names=[str(p) for p in args.image], batch_size=clip_cfg.batch_size,
+                        precision=clip_cfg.precision, progress=False, skip_bad_images=args.skip_bad_images,
+                        skip_hint="pass --skip-bad-images")
+    for name, reason in enc.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    images = [args.image[i] for i in enc.kept]
+    if not images:
+        raise InputDataError("no readable image to caption", path=args.image[0], fix="pass readable image files")
+    emb = enc.embeddings
     # Through the stored dtype, as the generation stage reads embeddings: same caption for the same image.
     emb = emb.astype(clip_cfg.dtype).astype(np.float32)
     if gen.regions.enabled:
-        emb = region_embeddings(gen, clip_cfg, args.image, emb)
+        emb = region_embeddings(gen, clip_cfg, images, emb)
     caps, _ = session.caption_all(emb, progress=False)
-    for path, cap in zip(args.image, caps):
+    for path, cap in zip(images, caps):
         print(f"{path}\t{cap.text}")
     return 0

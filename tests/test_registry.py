@@ -171,3 +171,37 @@ def test_two_concurrent_promoters_stay_consistent(tmp_path):
             champion = e["version"]
     assert champion == st.aliases[CHAMPION] and st.champions[-1] == champion
     assert sum(promoted for _, promoted in results) == len(st.champions)
+
+
+# -- tomcap models ----------------------------------------------------------------------------------------
+def test_models_cli(tmp_path, capsys):
+    from tomcap.cli.main import main
+
+    data = tmp_path / "data"
+    parts = [_model(data, t, c) for t, c in (("a", 0.40), ("b", 0.30), ("c", 0.45))]
+    dd = ["--data-dir", str(data)]
+    assert main(["models", *dd]) == 0 and "no model versions" in capsys.readouterr().out
+    for p in parts[:2]:
+        assert main(["models", "register", *dd, "--train", p["checkpoint"].path, "--index", p["datastore"].path,
+                     "--evaluate", p["evaluation"].path, "--propose"]) == 0
+    out = capsys.readouterr().out
+    assert "v1: promoted to champion" in out and "v2: not promoted (CIDEr 0.3 < champion 0.4" in out
+    assert main(["models", "promote", "v2", *dd]) == 2  # the gate says no: exit 2, one line, the fix
+    captured = capsys.readouterr()
+    assert "v2 not promoted" in captured.err and "--force" in captured.err and "Traceback" not in captured.err
+    assert main(["models", "promote", "v2", "--tolerance", "0.2", *dd, "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["promoted"] and last["aliases"] == {"latest": "v2", "champion": "v2"}
+    assert {r["metric"]: r["delta"] for r in last["comparison"]}["CIDEr"] == pytest.approx(-0.1)
+    assert main(["models", "rollback", *dd]) == 0 and "champion is v1 again" in capsys.readouterr().out
+    assert main(["models", *dd, "list"]) == 0  # --data-dir before the action is kept
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split()[:3] == ["version", "aliases", "CIDEr"]
+    assert listing[1].split()[:3] == ["v1", "champion", "0.4"] and listing[2].split()[:2] == ["v2", "latest"]
+    assert main(["models", "promote", "v7", *dd]) == 2 and "no model version 'v7'" in capsys.readouterr().err
+    assert main(["models", "rollback", *dd]) == 2 and "no earlier champion" in capsys.readouterr().err
+    wrong = parts[2]["datastore"].path  # an index artifact where the checkpoint belongs
+    assert main(["models", "register", *dd, "--train", wrong, "--index", wrong,
+                 "--evaluate", parts[2]["evaluation"].path]) == 2
+    assert "expected a 'train' artifact" in capsys.readouterr().err
+    assert main(["models", "clip"]) == 0 and "ViT-B-32" in capsys.readouterr().out

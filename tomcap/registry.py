@@ -24,7 +24,7 @@ import math
 import os
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class GateDecision:
     metric: str
     challenger: float | None
     champion: float | None
+    against: str | None = None
+    """Name of the champion version it was compared with (set by ``Registry.propose``)."""
 
     @property
     def event(self) -> str:
@@ -318,11 +320,11 @@ class Registry:
             champ_name = st.aliases.get(CHAMPION)
             if champ_name == name:
                 value = _metric(challenger.metrics, policy.metric)
-                return GateDecision(False, f"{name} is already champion", policy.metric, value, value)
+                return GateDecision(False, f"{name} is already champion", policy.metric, value, value, name)
             champion = self._load(champ_name, st.versions[champ_name]) if champ_name else None
             same = champion is None or champion.record.eval_set == challenger.record.eval_set
-            decision = promotion_gate(challenger.metrics, champion.metrics if champion else None, policy,
-                                      same_eval_set=same)
+            decision = replace(promotion_gate(challenger.metrics, champion.metrics if champion else None, policy,
+                                              same_eval_set=same), against=champ_name)
             if decision.promote:
                 st.aliases[CHAMPION] = name
                 st.champions.append(name)

@@ -31,7 +31,7 @@ CLIP_SECTIONS = ("embed", "embed_images", "test_images", "paired_images")
 class ClipChoice(StageConfig):
     """The CLIP model of a run: any open_clip name with a pretrained tag or weights file (null: random init)."""
 
-    model: str = Field(default=EmbedConfig().model, description="open_clip model name (`tomcap models` lists them)")
+    model: str = Field(default=EmbedConfig().model, description="open_clip name (`tomcap models clip` lists them)")
     pretrained: str | None = Field(default=None, description="open_clip tag or local weights file")
     init_seed: int = 0
 

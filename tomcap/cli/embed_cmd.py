@@ -1,4 +1,4 @@
-"""``tomcap embed`` (corpus -> text embeddings), ``tomcap embed-images`` (folder -> image embeddings), ``tomcap models``."""
+"""``tomcap embed`` (corpus -> text embeddings), ``tomcap embed-images`` (folder -> image embeddings)."""
 from __future__ import annotations
 
 import argparse
@@ -28,7 +28,7 @@ def with_section(cfg: PipelineConfig, section: str, **updates: Any) -> PipelineC
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="open_clip model name (see `tomcap models`)")
+    p.add_argument("--model", help="open_clip model name (see `tomcap models clip`)")
     p.add_argument("--pretrained", help="open_clip pretrained tag or local weights file")
     p.add_argument("--dtype", choices=["float16", "float32"], help="on-disk embedding dtype")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="encoder autocast precision")
@@ -56,9 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--skip-bad-images", action="store_true", default=None, help="skip unreadable images instead of failing")
     q.add_argument("--image-id-regex", help="regex whose group 1 is the image id (default: file stem)")
     q.set_defaults(func=run_images)
-
-    m = sub.add_parser("models", help="list the CLIP model names open_clip knows (ours included)")
-    m.set_defaults(func=run_models)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,9 +85,3 @@ def run_images(args: argparse.Namespace) -> int:
            + [f"skipped {s['file']}: {s['reason']}" for s in info["skipped_files"]])
     return 0
 
-
-def run_models(args: argparse.Namespace) -> int:
-    from ..clip import list_models
-
-    print("\n".join(list_models()))
-    return 0

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "tomcap.cli.gap_cmd",
     "tomcap.cli.index_cmd",
     "tomcap.cli.verify_cmd",
+    "tomcap.cli.models_cmd",
 )
 """The library's commands (no Prefect). Each module has ``register(subparsers)``, which adds its
 subcommand(s) with ``func=run``; modules import heavy code only inside ``run`` (``tomcap --help``

@@ -1,8 +1,5 @@
-"""The installed ``tomcap`` command: the library's commands (``tomcap.cli``) plus those that
-orchestrate with Prefect (``pipeline``, ``demo``, ``watch``, ``corpus --emit-event``).
+"""The installed ``tomcap`` command (``tomcap_cli.main``): the library's commands (``tomcap.cli``) plus
+those that orchestrate with Prefect (``pipeline``, ``demo``, ``watch``, ``corpus --emit-event``).
 
 It lives outside ``tomcap/`` so that the library never imports Prefect, ``tasks/`` or ``flows/``.
 """
-from .main import main
-
-__all__ = ["main"]

@@ -4,6 +4,7 @@ same caption."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_artifact_args(c)
     c.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (>= 0)")
     c.add_argument("--skip-bad-images", action="store_true", help="skip (and list) unreadable or oversized images")
+    c.add_argument("--json", action="store_true", help="print one JSON list of {file, caption} instead of lines")
     c.set_defaults(func=run_caption)
 
 
@@ -119,6 +121,9 @@ def run_caption(args: argparse.Namespace) -> int:
     if gen.regions.enabled:
         emb = region_embeddings(gen, clip_cfg, images, emb)
     caps, _ = session.caption_all(emb, progress=False)
+    if args.json:
+        print(json.dumps([{"file": str(p), "caption": c.text} for p, c in zip(images, caps)]))
+        return 0
     for path, cap in zip(images, caps):
-        print(f"{path}\t{cap.text}")
+        print(f"{path}\t{' '.join(cap.text.split())}")  # one line per image, whatever the decoder emitted
     return 0

@@ -160,6 +160,13 @@ def test_first_use_hashes_then_a_stat_suffices(built, monkeypatch):
     load_ref(embed.dir)
     assert len(calls) == n_files  # memo: same size, mtime, inode
     arr = np.load(embed.dir / "emb-00000.npy")
-    np.save(embed.dir / "emb-00000.npy", arr)  # rewritten: same bytes, new mtime -> hashed again, still valid
+    np.save(embed.dir / "emb-00000.npy", arr)  # rewritten: same bytes, new mtime -> that file hashed again, valid
     load_ref(embed.dir)
-    assert len(calls) == 2 * n_files
+    assert len(calls) == n_files + 1 and calls[-1].name == "emb-00000.npy"
+    index = run_index(IndexConfig(eval_queries=8), data, embed=embed, corpus=corpus)
+    calls.clear()
+    art._verified.clear()
+    load_ref(embed.dir)
+    load_ref(index.dir)  # its shards are hard links to the embedding shards: not hashed twice
+    shards = json.loads((embed.dir / "manifest.json").read_text())["info"]["shards"]
+    assert sorted(p.name for p in calls if p.name in shards) == sorted(shards)

@@ -221,36 +221,43 @@ def read_manifest(folder: Path) -> Manifest:
     return manifest
 
 
-_verified: dict[str, tuple] = {}
+_verified: dict[tuple[int, int, int, int], str] = {}
+"""sha256 of files this process has checked (or written), by (device, inode, size, mtime): a file shared by
+hard links (index shards are links to the embedding shards) is hashed once, and an edited one again."""
 _verified_lock = threading.Lock()
 
 
-def _stat_signature(folder: Path, manifest: Manifest) -> tuple:
-    sig: list[Any] = [manifest.fingerprint]
-    for name in sorted(manifest.files):
-        st = (folder / name).stat()
-        sig.append((name, st.st_size, st.st_mtime_ns, st.st_ino))
-    return tuple(sig)
+def _file_id(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _remember_verified(folder: Path, manifest: Manifest) -> None:
-    sig = _stat_signature(folder, manifest)
+    ids = {_file_id(Path(folder) / name): entry.sha256 for name, entry in manifest.files.items()}
     with _verified_lock:
-        _verified[str(Path(folder).resolve())] = sig
+        _verified.update(ids)
 
 
 def verify_artifact(folder: Path, *, recheck: bool = False) -> Manifest:
     """The manifest of ``folder`` after checking every file's size and sha256 against it.
 
-    Hashes are computed the first time a process sees the artifact (or its files' size, mtime or
-    inode change); ``recheck`` forces them (``tomcap verify``). Raises :class:`DamagedArtifactError`.
+    A file is hashed the first time this process sees it (or when its size, mtime or inode change), later
+    checks cost a ``stat``; ``recheck`` hashes everything (``tomcap verify``). Raises :class:`DamagedArtifactError`.
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    sig = _stat_signature(folder, manifest)
-    key = str(folder.resolve())
-    if not recheck and _verified.get(key) == sig:
-        return manifest
+    ids = {name: _file_id(folder / name) for name in sorted(manifest.files)}
+    todo = [n for n, fid in ids.items() if recheck or _verified.get(fid) != manifest.files[n].sha256]
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(HASH_THREADS, len(todo)))) as pool:
+            digests = dict(zip(todo, pool.map(lambda n: file_sha256(folder / n), todo)))
+        for name in todo:
+            if digests[name] != manifest.files[name].sha256:
+                raise _damaged(folder, manifest.stage, name,
+                               "has other content than when it was written (sha256 differs)")
+        with _verified_lock:
+            _verified.update({ids[n]: digests[n] for n in todo})
+    return manifest
     names = sorted(manifest.files)
     with ThreadPoolExecutor(max_workers=max(1, min(HASH_THREADS, len(names)))) as pool:
         digests = dict(zip(names, pool.map(lambda n: file_sha256(folder / n), names)))

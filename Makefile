@@ -8,7 +8,7 @@ CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.tomcap-installed
 PYTEST_ARGS ?=
 
-.PHONY: install java demo test bench clean-artifacts
+.PHONY: install java demo lint test bench clean-artifacts
 
 install: $(STAMP)
 
@@ -32,7 +32,11 @@ java:
 demo: install java
 	$(VENV)/bin/tomcap demo
 
-test: install java
+# ruff, configured in pyproject.toml: CI fails on a lint error before running the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install java lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: install java

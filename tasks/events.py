@@ -5,13 +5,14 @@ from pathlib import Path
 
 from prefect.events import emit_event
 
-from tomcap.constants import CORPUS_UPDATED_EVENT
+from tomcap.constants import CORPUS_UPDATED_EVENT, FINGERPRINT_CHARS
 
 
 def emit_corpus_updated(path: Path, fingerprint: str) -> None:
     """Announce that a corpus file landed or changed; the payload carries its path."""
     emit_event(
         event=CORPUS_UPDATED_EVENT,
-        resource={"prefect.resource.id": f"tomcap.corpus.{fingerprint[:16]}", "prefect.resource.name": Path(path).name},
+        resource={"prefect.resource.id": f"tomcap.corpus.{fingerprint[:FINGERPRINT_CHARS]}",
+                  "prefect.resource.name": Path(path).name},
         payload={"path": str(Path(path).resolve()), "fingerprint": fingerprint},
     )

@@ -18,7 +18,6 @@ ARTIFACTS_SUBDIR = "artifacts"
 MANIFEST_NAME = "manifest.json"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
-PREFECT_RECORDS_SUBDIR = ".prefect-cache"
 
 FINGERPRINT_CHARS = 16
 """Hex characters kept from sha256 digests for keys and ids (64 bits: collision-free at corpus scale)."""

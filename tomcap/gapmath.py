@@ -197,11 +197,6 @@ def frechet_distance_centered(img: np.ndarray, txt: np.ndarray) -> float:
     return float(max(value, 0.0))
 
 
-def frechet_distance(img: np.ndarray, txt: np.ndarray) -> float:
-    """Full squared Fréchet distance (FID formula): centroid gap² + :func:`frechet_distance_centered`."""
-    return centroid_gap(img, txt) ** 2 + frechet_distance_centered(img, txt)
-
-
 def save_stats(stats: GaussianStats, folder: Path | str) -> list[str]:
     """Write ``stats.safetensors`` (the five (D,) vectors) and ``stats.json`` (same values + counts + meta)."""
     from safetensors.numpy import save_file

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
 from ..config import hash_text
+from ..constants import FINGERPRINT_CHARS
 from ..errors import ConfigError, InputDataError
 from .config import CorpusConfig, SourceConfig
 from .filters import REASON, REASONS, TEXT, caption_ids, drop_reason, normalized_text
@@ -28,7 +29,7 @@ def upstream_fingerprints(config: CorpusConfig) -> dict[str, str]:
     out = {}
     for src in config.sources:
         path = check_source_file(Path(src.path))
-        out[f"source:{src.source_name}"] = file_sha256(path)[:16]
+        out[f"source:{src.source_name}"] = file_sha256(path)[:FINGERPRINT_CHARS]
     return out
 
 

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..artifacts import file_sha256
 from ..clip import load_clip
+from ..constants import FINGERPRINT_CHARS
 from ..errors import ArtifactError
 from .config import ClipTrainConfig, Gpt2TrainConfig, WorldConfig
 from .probe import perplexity, probe_clip
@@ -62,7 +61,7 @@ def probe_models(models_dir: Path, world: WorldConfig, n_images: int, device: st
                                 fix="run `tomcap world build-models` (or point --models-dir at the shipped data/models)")
     clip = load_clip(ClipTrainConfig().model_name, pretrained=str(weights), device=device or "cpu")
     out: dict[str, Any] = {"clip": probe_clip(clip.model, clip.tokenizer, world, n_images, clip.device)}
-    out["clip"]["weights_sha256"] = file_sha256(weights)[:16]
+    out["clip"]["weights_sha256"] = file_sha256(weights)[:FINGERPRINT_CHARS]
     model = AutoModelForCausalLM.from_pretrained(gpt2_dir).to(device or "cpu")
     tok = AutoTokenizer.from_pretrained(gpt2_dir)
     record = json.loads((gpt2_dir / RECORD_FILE).read_text()) if (gpt2_dir / RECORD_FILE).is_file() else {}
@@ -71,7 +70,7 @@ def probe_models(models_dir: Path, world: WorldConfig, n_images: int, device: st
     _, heldout = world_texts(Gpt2TrainConfig(n_heldout_scenes=n_heldout, n_train_scenes=1), world)
     out["gpt2"] = {"heldout_scenes": n_heldout, "heldout_captions": len(heldout),
                    "heldout_perplexity": perplexity(model, tok, heldout, device=device or "cpu"),
-                   "weights_sha256": file_sha256(gpt2_dir / "model.safetensors")[:16]}
+                   "weights_sha256": file_sha256(gpt2_dir / "model.safetensors")[:FINGERPRINT_CHARS]}
     return out
 
 
@@ -165,10 +164,3 @@ def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
     card = models_dir / CARD_FILE
     card.write_text("\n".join(lines), encoding="utf-8")
     return card
-
-
-def load_world_clip(weights: Path | None = None, device: str | torch.device | None = None):
-    """The shipped world CLIP (or ``weights``) as a :class:`tomcap.clip.LoadedClip`."""
-    from . import WORLD_CLIP_WEIGHTS
-
-    return load_clip(ClipTrainConfig().model_name, pretrained=str(weights or WORLD_CLIP_WEIGHTS), device=device)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..artifacts import file_sha256
+from ..constants import FINGERPRINT_CHARS
 from ..errors import InputDataError
 from .captions import scene_captions
 from .config import Gpt2TrainConfig, WorldConfig
@@ -172,7 +173,7 @@ def _train_gpt2(cfg: Gpt2TrainConfig, world: WorldConfig, out_dir: Path, real_ca
               "device": str(dev), "train_seconds": round(train_seconds, 1), "n_world_captions": len(world_train),
               "n_packed_sequences": n_packed,
               "n_real_captions": len(real), "real_captions_file": str(real_captions.name) if real else None,
-              "real_captions_sha256": file_sha256(real_captions)[:16] if real else None,
+              "real_captions_sha256": file_sha256(real_captions)[:FINGERPRINT_CHARS] if real else None,
               "n_tokens": sum(len(s) for s in seqs), "vocab_size": len(tok),
               "n_parameters": sum(p.numel() for p in model.parameters()), "heldout_captions": len(heldout),
               "heldout_perplexity": ppl, "history": history}

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .artifacts import file_sha256
-from .constants import SHIPPED_MODELS_DIR
+from .constants import FINGERPRINT_CHARS, SHIPPED_MODELS_DIR
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def pretrained_fingerprint(pretrained: str | None) -> str:
     if pretrained is None:
         return RANDOM_INIT
     p = Path(pretrained)
-    return f"sha256:{file_sha256(p)[:16]}" if p.is_file() else f"tag:{pretrained}"
+    return f"sha256:{file_sha256(p)[:FINGERPRINT_CHARS]}" if p.is_file() else f"tag:{pretrained}"
 
 
 @dataclass
@@ -130,7 +130,9 @@ class LoadedClip:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from .device import resolve_device
+
+    return resolve_device("auto")
 
 
 def load_clip(name: str, pretrained: str | None = None, device: str | torch.device | None = None) -> LoadedClip:
@@ -141,10 +143,12 @@ def load_clip(name: str, pretrained: str | None = None, device: str | torch.devi
     if name not in open_clip.list_models():
         raise ConfigError(
             f"open_clip does not know the model '{name}'",
-            fix="use one of the names printed by `tomcap models` (open_clip.list_models())",
+            fix="use one of the names printed by `tomcap models clip` (open_clip.list_models())",
         )
     resolved = resolve_pretrained(name, pretrained)
-    dev = torch.device(device) if device is not None else default_device()
+    from .device import resolve_device
+
+    dev = resolve_device(device)
     is_tag = resolved is not None and not Path(resolved).exists()
     with tag_weights_access(name, resolved) if is_tag else contextlib.nullcontext():
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=resolved, device=dev)

@@ -11,7 +11,7 @@ from ..config import StageConfig
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 """open_clip architecture of the paper; set ``pretrained`` to a tag or a local safetensors file."""
 StoreDtype = Literal["float16", "float32"]
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
 RUNTIME_FIELDS = frozenset({"batch_size", "device", "progress", "map_rows"})
 """Fields that change how fast, not what is computed: kept out of cache keys."""
 
@@ -21,9 +21,10 @@ class _ClipFields(StageConfig):
     pretrained: str | None = Field(default=None, description="open_clip tag or local weights file; null = random init")
     init_seed: int = Field(default=0, description="torch seed of random init (pretrained: null), so equal configs give equal models")
     dtype: StoreDtype = Field(default="float16", description="on-disk dtype of the L2-normalised embeddings")
-    precision: Precision = Field(default="fp32", description="autocast precision of the encoder (bf16 is fast on CPU)")
+    precision: Precision = Field(default="fp32", description="autocast precision of the encoder; auto: bf16 on a "
+                                 "bf16-capable GPU, else fp32 (bf16 is fast only on CPUs with native bf16)")
     batch_size: int = Field(default=256, ge=1)
-    device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
+    device: str | None = Field(default="auto", description="torch device; auto (or null): cuda when present, else cpu")
     shard_rows: int = Field(default=1_000_000, ge=1, description="rows per .npy shard")
     progress: bool | None = Field(default=None, description="tqdm bars (null: only on a terminal)")
 

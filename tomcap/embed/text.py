@@ -55,6 +55,9 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def _autocast(device: torch.device, precision: str):
+    from ..device import resolve_precision
+
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     if device.type == "cpu" and precision == "bf16" and not cpu_has_fast_bf16():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import inference_autocast
 from ..errors import InputDataError
 from .loading import number_alias
 
@@ -114,7 +115,8 @@ def embed_texts(clip, texts: Sequence[str], batch_size: int) -> np.ndarray:
     chunks = []
     for i in range(0, len(texts), batch_size):
         tokens = clip.tokenizer(list(texts[i:i + batch_size])).to(clip.device)
-        chunks.append(clip.model.encode_text(tokens).float().cpu().numpy())
+        with inference_autocast(clip.device):
+            chunks.append(clip.model.encode_text(tokens).float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, clip.embed_dim), dtype=np.float32)
 
 
@@ -133,7 +135,8 @@ def embed_images(clip, paths: Sequence[Path], batch_size: int) -> np.ndarray:
             except (UnidentifiedImageError, OSError) as err:
                 raise InputDataError(f"cannot read image ({err.__class__.__name__})", path=p,
                                      fix="replace or remove the broken image file") from None
-        chunks.append(clip.model.encode_image(torch.stack(batch).to(clip.device)).float().cpu().numpy())
+        with inference_autocast(clip.device):
+            chunks.append(clip.model.encode_image(torch.stack(batch).to(clip.device)).float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, clip.embed_dim), dtype=np.float32)
 
 

@@ -32,7 +32,7 @@ class EvaluateConfig(StageConfig):
     clip_pretrained: str | None = Field(default=None, description="pretrained tag or weights file of clip_model")
     images: Path | None = Field(default=None, description="folder of the evaluated images (needed by CLIP metrics)")
     clip_batch_size: int = Field(default=64, ge=1)
-    device: str | None = None
+    device: str | None = Field(default="auto", description="auto (or null): cuda when present, else cpu")
     report_samples: int = Field(default=5, ge=0, description="best and worst captions shown in report.md")
     require_full_coverage: bool | None = Field(default=None, description="refuse results that caption only part "
                                                "of the references (null: on when scoring a generation artifact, "

@@ -69,7 +69,7 @@ class CaptionSession:
         if LM in config.decode.guidance().roles:
             from ..model.adaptor import load_decoder
 
-            base_lm = load_decoder(model.config.decoder_source).eval()
+            base_lm = load_decoder(model.config.decoder_source).to(next(model.parameters()).device).eval()
         encoder = clip_text_encoder(clip_config) if config.decode.strategy == "sample" else None
         return cls(config, model, store, k, k > 0 and bool(trained.get("retrieval_prompt", True)),
                    k > 0 and bool(trained.get("retrieval_cross", True)), base_lm, encoder)

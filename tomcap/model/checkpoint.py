@@ -225,10 +225,13 @@ def base_decoder_config(folder: Path, ckpt: Checkpoint, gpt2_dir: Path | None = 
     return cfg
 
 
-def load_adaptor(folder: Path, device: str | torch.device = "cpu", gpt2_dir: Path | None = None) -> TomcapAdaptor:
+def load_adaptor(folder: Path, device: str | torch.device | None = "auto", gpt2_dir: Path | None = None) -> TomcapAdaptor:
     """Rebuild the adaptor from a checkpoint folder: its config JSON and trainable weights on top of the
-    base GPT-2 it names (``gpt2_dir`` overrides the saved folder, e.g. after moving it)."""
+    base GPT-2 it names (``gpt2_dir`` overrides the saved folder, e.g. after moving it). ``device``
+    "auto": CUDA when present."""
+    from ..device import resolve_device
+
     ckpt = read_checkpoint(folder)
     model = build_adaptor(base_decoder_config(folder, ckpt, gpt2_dir))
     load_weights(model, folder)
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()

@@ -26,8 +26,9 @@ class TrainConfig(StageConfig):
     weight_decay: float = Field(default=0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = Field(default=1.0, ge=0, description="max global grad norm; 0 disables")
-    precision: Literal["fp32", "bf16"] = Field(default="fp32", description="bf16: autocast forward (CPU and CUDA)")
-    device: str | None = Field(default=None, description="null: cuda if available, else cpu")
+    precision: Literal["fp32", "bf16", "auto"] = Field(default="fp32", description="bf16: autocast forward (CPU and "
+                                                       "CUDA); auto: bf16 on a bf16-capable GPU, else fp32")
+    device: str | None = Field(default="auto", description="auto (or null): cuda if available, else cpu")
     eval_every: int = Field(default=100, ge=1, description="validation loss every N steps (and at the end)")
     checkpoint_every: int = Field(default=200, ge=1, description="resume checkpoint every N steps")
     cond_dropout: float = Field(default=0.1, ge=0, le=1, description="p of replacing the condition by the null one (CFG)")

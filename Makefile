@@ -8,7 +8,7 @@ CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.tomcap-installed
 PYTEST_ARGS ?=
 
-.PHONY: install java demo lint test bench clean-artifacts
+.PHONY: install java chromium demo lint test bench clean-artifacts
 
 install: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c $(CONSTRAINTS) torch==2.14.1 torchvision==0.29.1
 	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev]'
-	# METEOR's paraphrase table once more as a stored gzip (tomcap/evaluate/meteor_table.py): same lines, ~3 s faster load
+	# METEOR's paraphrase table once more as a stored gzip in ~/.cache/tomcap (tomcap/evaluate/meteor_table.py): ~3 s faster load
 	$(PY) -c "from tomcap.evaluate.meteor_table import write_stored_copy; print(write_stored_copy())"
 	touch $(STAMP)
 
@@ -29,6 +29,13 @@ java:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless) || \
 	  { echo "Fix: install a Java runtime, e.g. 'sudo apt-get install -y default-jre-headless'"; exit 1; }; }
 
+# The browser test (tests/test_ui_browser.py) drives Debian's chromium through Playwright; no browser downloads.
+chromium:
+	@test -x /usr/lib/chromium/chromium || { \
+	  echo "chromium not found: installing Debian's chromium (needed by the Prefect UI browser test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
+	  { echo "Fix: install Chromium, e.g. 'sudo apt-get install -y chromium'"; exit 1; }; }
+
 demo: install java
 	$(VENV)/bin/tomcap demo
 
@@ -36,7 +43,7 @@ demo: install java
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install java lint
+test: install java chromium lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: install java

@@ -19,13 +19,15 @@ def table(tmp_path, monkeypatch):
     orig.parent.mkdir()
     orig.write_bytes(gzip.compress(TABLE_TEXT))
     monkeypatch.setattr(mt, "original_table", lambda: orig)
+    monkeypatch.setenv("TOMCAP_CACHE_DIR", str(tmp_path / "cache"))
     return orig
 
 
 def test_stored_copy_has_the_same_lines_uncompressed(table):
     assert mt.stored_copy() is None
     path = mt.write_stored_copy()
-    assert mt.stored_copy() == path and path.parent == table.parent
+    assert mt.stored_copy() == path and path.parent == table.parent.parent / "cache" / "meteor"
+    assert os.listdir(table.parent) == [table.name]  # nothing written beside the installed table
     assert str(table.stat().st_size) in path.name  # another release of the table gets another copy
     assert gzip.decompress(path.read_bytes()) == TABLE_TEXT
     assert path.stat().st_size > len(TABLE_TEXT) > table.stat().st_size  # level 0: stored, not deflated
@@ -41,6 +43,7 @@ def test_an_interrupted_copy_leaves_nothing(table, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         mt.write_stored_copy()
     assert mt.stored_copy() is None and os.listdir(table.parent) == [table.name]
+    assert os.listdir(mt.cache_folder()) == []
 
 
 def test_background_copy_failure_is_a_warning(table, monkeypatch, caplog):

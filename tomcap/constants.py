@@ -11,6 +11,11 @@ DATA_DIR_ENV = "TOMCAP_DATA_DIR"
 DEFAULT_DATA_DIR = Path(os.environ.get(DATA_DIR_ENV, PROJECT_ROOT / "data"))
 """Where artifacts, generated worlds and caches live unless a config or ``--data-dir`` says otherwise."""
 
+CACHE_DIR_ENV = "TOMCAP_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tomcap"
+"""Per-user caches that belong to no data dir (e.g. METEOR's table in its fast-loading form); never
+written into installed packages. ``$TOMCAP_CACHE_DIR`` moves it."""
+
 SHIPPED_MODELS_DIR = PROJECT_ROOT / "data" / "models"
 """Small models the project trains and ships (tiny CLIP, tiny GPT-2), as safetensors."""
 

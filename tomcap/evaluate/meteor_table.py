@@ -4,10 +4,11 @@ The jar reads its table (``data/paraphrase-en.gz``: 62 MB, 272 MB of text) throu
 ``GZIPInputStream`` at every start, and inflating it is ~3 s of a ~10 s load. A copy of the same
 bytes written as a "stored" gzip (deflate level 0, no compression) reads at memory speed, and the
 jar takes it with ``-a``: the same lines, so the same scores (the MAGIC and slice tests compare
-every number with stock pycocoevalcap). The copy lives next to the original, named after the
-original's size so that another pycocoevalcap release gets its own copy; ``make install`` writes
-it (:func:`write_stored_copy`), and an evaluation that finds none writes it in the background
-for the next one. Written to a temp name and renamed: a copy that exists is whole.
+every number with stock pycocoevalcap). The copy lives in our per-user cache folder (never inside
+the installed pycocoevalcap), named after the original's size so that another pycocoevalcap release
+gets its own copy; ``make install`` writes it (:func:`write_stored_copy`), and an evaluation that
+finds none writes it in the background for the next one. Written to a temp name and renamed: a copy
+that exists is whole.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import threading
 import uuid
 from pathlib import Path
 
+from ..constants import CACHE_DIR_ENV, DEFAULT_CACHE_DIR
 from .java import package_dir
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,14 @@ def original_table() -> Path:
     return package_dir("meteor") / TABLE
 
 
+def cache_folder() -> Path:
+    """Where the stored copy goes: ``$TOMCAP_CACHE_DIR/meteor`` (default ``~/.cache/tomcap/meteor``)."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR) / "meteor"
+
+
 def stored_copy_path() -> Path:
     orig = original_table()
-    return orig.with_name(f"{orig.name.removesuffix('.gz')}.{orig.stat().st_size}.stored.gz")
+    return cache_folder() / f"{orig.name.removesuffix('.gz')}.{orig.stat().st_size}.stored.gz"
 
 
 def stored_copy() -> Path | None:
@@ -50,6 +57,7 @@ def write_stored_copy() -> Path:
     target = stored_copy_path()
     if target.is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}-{target.name}")
     try:
         with gzip.open(original_table(), "rb") as src, gzip.open(tmp, "wb", compresslevel=STORED_LEVEL) as dst:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .artifacts import ArtifactRef, load_ref
 from .errors import ConfigError
 
-if TYPE_CHECKING:  # annotations only: this module must stay importable without the stage code
-    from .artifacts import ArtifactRef
+if TYPE_CHECKING:  # annotations only: settings imports every stage config
     from .config import StageConfig
     from .settings import PipelineConfig
 
@@ -131,8 +131,6 @@ def stage(name: str) -> Stage:
 
 def load_given(name: str, folder: Path | str) -> ArtifactRef:
     """An artifact folder a user passes for stage ``name`` (checked against its manifest and stage)."""
-    from .artifacts import load_ref
-
     return load_ref(Path(folder), stage=stage(name).artifact_stage)
 
 

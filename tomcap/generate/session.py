@@ -13,15 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
 
 from ..artifacts import ArtifactRef
 from ..embed.config import ImageEmbedConfig
+from ..embed.images import encode_images
+from ..embed.stage import clip_for
+from ..embed.text import encode_texts
 from ..errors import ArtifactError
 from ..index import Datastore
-from ..model import load_adaptor
+from ..model.adaptor import load_decoder
+from ..model.checkpoint import load_adaptor
 from .captioner import Caption, TextEncoder, caption_batch
 from .config import GenerateConfig
 from .guidance import LM
+from .regions import aggregate_regions, grid_crops
 
 
 def check_same_clip(train: ArtifactRef, store: Datastore, clip_fingerprint: str) -> None:
@@ -36,9 +43,6 @@ def check_same_clip(train: ArtifactRef, store: Datastore, clip_fingerprint: str)
 
 def clip_text_encoder(clip_config: ImageEmbedConfig) -> TextEncoder:
     """Captions -> L2-normalised text embeddings with the CLIP of ``clip_config`` (for reranking)."""
-    from ..embed.stage import clip_for
-    from ..embed.text import encode_texts
-
     clip = clip_for(clip_config)
     return lambda texts: encode_texts(clip, texts, precision=clip_config.precision, progress=False)
 
@@ -67,8 +71,6 @@ class CaptionSession:
         k = config.k if config.k is not None else int(model.config.k)
         base_lm = None
         if LM in config.decode.guidance().roles:
-            from ..model.adaptor import load_decoder
-
             base_lm = load_decoder(model.config.decoder_source).to(next(model.parameters()).device).eval()
         encoder = clip_text_encoder(clip_config) if config.decode.strategy == "sample" else None
         return cls(config, model, store, k, k > 0 and bool(trained.get("retrieval_prompt", True)),
@@ -90,8 +92,6 @@ class CaptionSession:
 
     def caption_all(self, emb: np.ndarray, progress: bool | None = None) -> tuple[list[Caption], list[list[str]]]:
         """``caption`` in batches of ``config.batch_size``."""
-        from tqdm.auto import tqdm
-
         caps: list[Caption] = []
         texts: list[list[str]] = []
         starts = range(0, len(emb), self.config.batch_size)
@@ -105,12 +105,6 @@ class CaptionSession:
 def region_embeddings(config: GenerateConfig, clip_config: ImageEmbedConfig, files: Sequence[Path],
                       emb: np.ndarray) -> np.ndarray:
     """Re-embed each image's grid crops with the same CLIP and aggregate them (MacCap)."""
-    from PIL import Image
-
-    from ..embed.images import encode_images
-    from ..embed.stage import clip_for
-    from .regions import aggregate_regions, grid_crops
-
     crops = []
     for f in files:
         with Image.open(f) as im:

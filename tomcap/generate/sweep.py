@@ -14,7 +14,9 @@ from pydantic import Field
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
 from ..config import StageConfig
 from ..evaluate.config import EvaluateConfig
+from ..evaluate.stage import run_evaluate
 from .config import GenerateConfig
+from .stage import run_generate
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[int]:
@@ -103,9 +105,6 @@ def run_guidance_sweep(config: SweepConfig, generate: GenerateConfig, evaluate: 
                        *, train: ArtifactRef, index: ArtifactRef, images: ArtifactRef) -> tuple[ArtifactRef, ArtifactRef]:
     """One generation per scale (each cached), one evaluation of them all, the Pareto report:
     returns (evaluation, sweep report)."""
-    from ..evaluate.stage import run_evaluate
-    from .stage import run_generate
-
     gens = [run_generate(with_guidance(generate, s), data_dir, train=train, index=index, images=images)
             for s in config.scales]
     evaluation = run_evaluate(evaluate.model_copy(update={"results": [g.dir for g in gens]}), data_dir)

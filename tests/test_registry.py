@@ -9,8 +9,16 @@ import pytest
 from tomcap.artifacts import ArtifactStore, BuildOutput, StageSpec
 from tomcap.config import StageConfig
 from tomcap.errors import ArtifactError, ConfigError
-from tomcap.registry import (CHAMPION, LATEST, PROMOTED_EVENT, REJECTED_EVENT, PromotionConfig, Registry,
-                             comparison_table, promotion_gate)
+from tomcap.registry import (
+    CHAMPION,
+    LATEST,
+    PROMOTED_EVENT,
+    REJECTED_EVENT,
+    PromotionConfig,
+    Registry,
+    comparison_table,
+    promotion_gate,
+)
 
 
 # -- the gate, without I/O --------------------------------------------------------------------------------

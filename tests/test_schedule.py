@@ -40,8 +40,9 @@ def scheduler_env(monkeypatch):
 
 
 @pytest.fixture
-def server(scheduler_env, prefect_server):  # argument order: the env is set before the server starts
-    return prefect_server
+def server(scheduler_env, request):
+    """The real server of tests/test_deployments.py, started after ``scheduler_env`` set its env."""
+    return request.getfixturevalue("prefect_server")
 
 
 def _api(env: dict, path: str, body: dict | None = None):

@@ -45,15 +45,25 @@ def _images_fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_refs_file(path: Path) -> None:
+    if not path.is_file():
+        what = "is a directory, not a references file" if path.is_dir() else "references file not found"
+        raise ConfigError(what, path=path, fix="pass an existing references file with --refs (or evaluate.refs)")
+
+
+def validate(config: EvaluateConfig) -> None:
+    """Refuse a missing references file before any stage of a run starts (not after training)."""
+    if config.refs is not None:
+        _check_refs_file(Path(config.refs))
+
+
 def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None = None) -> dict[str, str]:
     """Content fingerprints of the inputs: references, each results file, images, CLIP weights."""
     from ..clip import pretrained_fingerprint, resolve_pretrained
 
     up: dict[str, str] = {}
     if config.refs is not None:
-        if not Path(config.refs).is_file():
-            what = "is a directory, not a references file" if Path(config.refs).is_dir() else "references file not found"
-            raise ConfigError(what, path=config.refs, fix="pass an existing references file with --refs")
+        _check_refs_file(Path(config.refs))
         up["refs"] = file_sha256(Path(config.refs))[:16]
     for i, p in enumerate(config.results):
         f = results_path(Path(p))

@@ -1,4 +1,13 @@
-"""Train-step time of the TOMCap adaptor, fp32 vs bf16 autocast, and the trainable share per size.
+"""Train-step time of the TOMCap adaptor: demo-config throughput vs the earlier loop, fp32 vs bf16, trainable share.
+
+``--demo``: examples/s of the demo config (shipped world GPT-2, k=1, batch 64, the world corpus of
+configs/demo.yaml) for the earlier loop (tokeniser call per example and step, whole-batch padding,
+GPT-2's Python ``gelu_new``) and the current one (captions tokenised once, retrieved captions
+cached, length-sorted sub-batches, fused GELU), interleaved step by step in one process from the
+same initial weights on the same batches, so machine load hits both alike; their loss curves are
+compared step by step.
+
+    .venv/bin/python benchmarks/train_step.py --demo --steps 40 --threads 1
 
 Random-init decoders only (nothing is downloaded): ``world`` is the shipped tiny GPT-2's shape,
 ``gpt2`` the default ``GPT2Config()`` (124M, the paper's base size). One step = forward + backward
@@ -14,6 +23,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,8 +81,86 @@ def time_steps(model: TomcapAdaptor, precision: str, batch: int, steps: int, k: 
     return times
 
 
+def demo_setup(config: Path, max_scenes: int | None) -> tuple[TomcapAdaptor, TrainConfig, "TrainData", Any]:
+    """The demo config's adaptor, training config and world corpus; embeddings are seeded random unit
+    vectors (retrieval costs the same as with CLIP embeddings; neither loop's cost depends on them)."""
+    from tomcap.model.adaptor import build_adaptor
+    from tomcap.settings import load_pipeline_config
+    from tomcap.train.data import exclusion_rows, group_codes
+    from tomcap.world.captions import scene_captions
+    from tomcap.world.splits import train_scenes
+
+    cfg = load_pipeline_config(config)
+    world = cfg.world if max_scenes is None else cfg.world.model_copy(update={"n_train_scenes": max_scenes})
+    texts, owners = [], []
+    for s in train_scenes(world):
+        for c in scene_captions(s, world.captions_per_image, world.seed, world.relation_share):
+            texts.append(c)
+            owners.append(s.scene_id)
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((len(texts), CLIP_DIM["world"])).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    groups = group_codes(owners)
+    data = TrainData(texts, emb, exclusion_rows(groups, groups, np.arange(len(texts))))
+    model_cfg = cfg.train.model.model_copy(update={"clip_dim": CLIP_DIM["world"]})
+    train_cfg = cfg.train.model_copy(update={"model": model_cfg, "gap_correction": False})
+    return build_adaptor(model_cfg, seed=train_cfg.seed), train_cfg, data, ArrayRetrieval(emb, texts)
+
+
+def demo_throughput(args: argparse.Namespace) -> dict:
+    import copy
+
+    from tomcap.train.loop import backward_in_chunks, fuse_activations, get_lr
+
+    model, cfg, data, retrieval = demo_setup(args.config, args.max_scenes)
+    arms = {}
+    for arm in ("earlier", "current"):
+        m = copy.deepcopy(model)
+        builder = BatchBuilder(m, cfg, data, retrieval)
+        if arm == "earlier":
+            builder.tokens = None  # the tokenizer path: one call per caption and prompt, every step
+        else:
+            fuse_activations(m)
+        arms[arm] = {"model": m, "builder": builder, "opt": make_optimizer(m, cfg), "wall": [], "cpu": [], "loss": []}
+    device = torch.device("cpu")
+    for step in range(args.steps + 1):  # step 0 warms allocators up and is not timed
+        for arm, a in arms.items():
+            torch.manual_seed(step)
+            for g in a["opt"].param_groups:
+                g["lr"] = get_lr(step, cfg)
+            t0, c0 = time.perf_counter(), time.process_time()
+            batch = a["builder"].micro_batch(step)
+            if arm == "earlier":
+                loss = batch_loss(a["model"], batch)
+                loss.backward()
+                value = float(loss.detach())
+            else:
+                value = backward_in_chunks(a["model"], batch, cfg, device)
+            torch.nn.utils.clip_grad_norm_(list(a["model"].trainable_named_parameters().values()), cfg.grad_clip)
+            a["opt"].step()
+            a["opt"].zero_grad(set_to_none=True)
+            if step:
+                a["wall"].append(time.perf_counter() - t0)
+                a["cpu"].append(time.process_time() - c0)
+            a["loss"].append(value)
+    out: dict[str, Any] = {"rows": len(data), "batch": cfg.batch_size, "k": cfg.model.k, "steps": args.steps,
+                           "threads": args.threads}
+    for arm, a in arms.items():
+        out[arm] = {"examples_per_s_wall": round(cfg.batch_size / statistics.median(a["wall"]), 1),
+                    "examples_per_cpu_s": round(cfg.batch_size / statistics.median(a["cpu"]), 1)}
+    out["ratio_wall"] = round(out["current"]["examples_per_s_wall"] / out["earlier"]["examples_per_s_wall"], 2)
+    out["ratio_cpu"] = round(out["current"]["examples_per_cpu_s"] / out["earlier"]["examples_per_cpu_s"], 2)
+    diffs = [abs(x - y) for x, y in zip(arms["earlier"]["loss"], arms["current"]["loss"])]
+    out["loss_first_last"] = [round(arms["current"]["loss"][0], 4), round(arms["current"]["loss"][-1], 4)]
+    out["loss_max_abs_diff"] = float(f"{max(diffs):.2e}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demo", action="store_true", help="demo-config throughput, earlier vs current loop")
+    ap.add_argument("--config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    ap.add_argument("--max-scenes", type=int, default=None, help="demo: fewer world train scenes (default: the config's)")
     ap.add_argument("--sizes", nargs="+", default=["world", "gpt2"], choices=sorted(SIZES))
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per precision; 0: parameter counts only")
@@ -81,6 +169,12 @@ def main() -> None:
     ap.add_argument("--cross-reduce", type=int, default=1, help="model.cross_attention_reduce (SmallCap: 4)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.demo:
+        res = demo_throughput(args)
+        print(f"demo config: earlier {res['earlier']} current {res['current']} -> ratio wall {res['ratio_wall']}x, "
+              f"cpu {res['ratio_cpu']}x; loss {res['loss_first_last']}, max |diff| {res['loss_max_abs_diff']}")
+        print(json.dumps(res))
+        return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = make_random_gpt2(Path(tmp), CAPTIONS * 3, vocab_size=400)

@@ -1,7 +1,9 @@
-"""The demo's report stage: one table comparing variants, plus the modality gap before/after correction.
+"""The demo's report stage: per evaluation split, one table comparing variants and baselines, with
+95% bootstrap intervals, paired comparisons, plus the modality gap before/after correction.
 
-Writes ``report.md`` and ``metrics.json`` (variant -> metrics, and the gap figures) as an artifact,
-so a rerun of the demo with nothing changed is served from cache.
+Writes ``report.md`` and ``metrics.json`` as an artifact, so a rerun of the demo with nothing
+changed is served from cache. Evaluations are keyed ``<split>/<row>`` (``test/full``,
+``novel/nearest_caption``); a key without a split is the test split.
 """
 from __future__ import annotations
 
@@ -12,17 +14,34 @@ from pydantic import Field
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
 from ..config import StageConfig
+from ..evaluate import bootstrap
+from ..world.splits import TEST_STREAM
 from ..world.stage import world_artifact_paths
-from .attributes import attribute_accuracy
+from .attributes import attribute_scores
 
-SPEC = StageSpec(name="demo_report", version="1", modules=("tomcap.demo",))
-COLUMNS = ("Bleu_4", "METEOR", "CIDEr", "CLIPScore", "recall@1", "color_acc", "shape_acc", "attr_acc")
+SPEC = StageSpec(name="demo_report", version="2", modules=("tomcap.demo", "tomcap.evaluate.bootstrap"))
+COLUMNS = ("Bleu_4", "METEOR", "CIDEr", "CLIPScore", "recall@1", "color_acc", "shape_acc", "attr_acc",
+           "obj_precision", "obj_recall", "attr_f1", "count_acc")
+SHOWN = ("Bleu_4", "METEOR", "CIDEr", "CLIPScore", "color_acc", "shape_acc", "obj_recall", "attr_f1", "count_acc")
+"""Columns of the markdown table (metrics.json has all of COLUMNS)."""
+WITH_INTERVALS = ("CIDEr", "color_acc", "shape_acc", "attr_acc", "obj_precision", "obj_recall", "attr_f1", "count_acc")
 GAP_FIGURES = ("centroid_gap", "distribution_gap")
+FULL, ORACLE, NEAREST = "full", "paired_oracle", "nearest_caption"
+COMPARED = ("CIDEr", "attr_f1")
+"""Metrics of the paired full-vs-other comparisons."""
 
 
 class DemoReportConfig(StageConfig):
     title: str = Field(default="tomcap offline demo: text-only TOMCap vs ablations vs paired oracle")
     decimals: int = Field(default=3, ge=0, le=6)
+    bootstrap_resamples: int = Field(default=1000, ge=100, description="bootstrap resamples over images")
+    bootstrap_seed: int = Field(default=0, ge=0)
+    bootstrap_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+
+
+def split_of(key: str) -> tuple[str, str]:
+    """'test/full' -> ('test', 'full'); 'full' -> ('test', 'full')."""
+    return tuple(key.split("/", 1)) if "/" in key else (TEST_STREAM, key)  # type: ignore[return-value]
 
 
 def upstream_fingerprints(config: DemoReportConfig, world: ArtifactRef, gap: ArtifactRef,
@@ -33,20 +52,78 @@ def upstream_fingerprints(config: DemoReportConfig, world: ArtifactRef, gap: Art
     return up
 
 
-def variant_metrics(world: ArtifactRef, evaluation: ArtifactRef, generation: ArtifactRef) -> dict[str, float]:
+def _per_image_metrics(evaluation: ArtifactRef) -> dict[str, dict[str, float]]:
+    """metric -> {str(image id): value} from the evaluation's per_image.parquet."""
+    import polars as pl
+
+    df = pl.read_parquet(evaluation.file("per_image.parquet"))
+    ids = [str(i) for i in df["image_id"].to_list()]
+    return {c: dict(zip(ids, df[c].to_list())) for c in df.columns if c in WITH_INTERVALS}
+
+
+def variant_metrics(world: ArtifactRef, evaluation: ArtifactRef, generation: ArtifactRef,
+                    split: str = TEST_STREAM) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(metric -> value, metric -> {image id: value} for the bootstrap) of one row of one split."""
     metrics = json.loads(evaluation.file("metrics.json").read_text(encoding="utf-8"))
     results = json.loads(generation.file("results.json").read_text(encoding="utf-8"))
-    metrics.update(attribute_accuracy(results, world_artifact_paths(world).test_scenes))
-    return {k: metrics[k] for k in COLUMNS if k in metrics}
+    ids, per = attribute_scores(results, world_artifact_paths(world).split(split).scenes)
+    metrics.update({k: float(v.mean()) if len(v) else 0.0 for k, v in per.items()})
+    per_image = _per_image_metrics(evaluation)
+    per_image.update({k: dict(zip(map(str, ids), v.tolist())) for k, v in per.items() if k in WITH_INTERVALS})
+    return {k: metrics[k] for k in COLUMNS if k in metrics}, per_image
 
 
-def render_markdown(config: DemoReportConfig, table: dict[str, dict[str, float]], gap: dict) -> str:
+def split_statistics(config: DemoReportConfig, per_image: dict[str, dict[str, dict[str, float]]]) -> dict:
+    """Intervals per row and metric, and paired differences full - other, on the same image draws."""
+    common = sorted(set.intersection(*(set(by_id) for row in per_image.values() for by_id in row.values())))
+    args = dict(resamples=config.bootstrap_resamples, seed=config.bootstrap_seed, level=config.bootstrap_level)
+    rows = {name: bootstrap.aligned(row, common) for name, row in per_image.items()}
+    out: dict = {"n_images": len(common), "intervals": {n: bootstrap.intervals(r, **args) for n, r in rows.items()},
+                 "full_minus": {}}
+    if FULL in rows:
+        for name, r in rows.items():
+            if name != FULL:
+                out["full_minus"][name] = {m: bootstrap.paired_difference(rows[FULL][m], r[m], **args)
+                                           for m in COMPARED if m in r and m in rows[FULL]}
+    return out
+
+
+def _cell(row: dict, iv: dict, col: str, d: int) -> str:
+    if col not in row:
+        return "-"
+    if col in iv:
+        return f"{row[col]:.{d}f} ± {(iv[col]['hi'] - iv[col]['lo']) / 2:.{d}f}"
+    return f"{row[col]:.{d}f}"
+
+
+def render_markdown(config: DemoReportConfig, tables: dict[str, dict[str, dict[str, float]]], stats: dict,
+                    gap: dict) -> str:
     d = config.decimals
-    cols = [c for c in COLUMNS if any(c in row for row in table.values())]
-    lines = [f"# {config.title}", "", "| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.{d}f}" if c in row else "-" for c in cols) + " |")
-    lines += ["", "## Modality gap of the CLIP model (image vs text embeddings)", "",
+    level = round(config.bootstrap_level * 100)
+    lines = [f"# {config.title}", "",
+             f"± is half the width of the {level}% percentile bootstrap interval over images "
+             f"({config.bootstrap_resamples} seeded resamples; exact bounds in metrics.json).", ""]
+    for split, table in tables.items():
+        cols = [c for c in SHOWN if any(c in row for row in table.values())]
+        st = stats.get(split, {})
+        lines += [f"## Split `{split}` ({st.get('n_images', '?')} images)", "",
+                  "| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for name, row in table.items():
+            iv = st.get("intervals", {}).get(name, {})
+            lines.append(f"| {name} | " + " | ".join(_cell(row, iv, c, d) for c in cols) + " |")
+        diffs = st.get("full_minus", {})
+        if diffs:
+            lines += ["", f"Paired differences full − row ({level}% interval; 'yes' where it excludes 0):", "",
+                      "| row | " + " | ".join(f"Δ{m}" for m in COMPARED) + " |", "|---" * (len(COMPARED) + 1) + "|"]
+            for name, by_m in diffs.items():
+                cells = [f"{v['mean']:+.{d}f} [{v['lo']:+.{d}f}, {v['hi']:+.{d}f}] "
+                         f"{'yes' if v['lo'] > 0 or v['hi'] < 0 else 'no'}" if (v := by_m.get(m)) else "-"
+                         for m in COMPARED]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if FULL in table and ORACLE in table and table[ORACLE].get("CIDEr"):
+            lines += ["", f"text-only / paired-oracle CIDEr: {table[FULL]['CIDEr'] / table[ORACLE]['CIDEr']:.{d}f}"]
+        lines.append("")
+    lines += ["## Modality gap of the CLIP model (image vs text embeddings)", "",
               "| | " + " | ".join(GAP_FIGURES) + " |", "|---" * (len(GAP_FIGURES) + 1) + "|"]
     for when in ("before", "after"):
         fig = gap.get(when, {})
@@ -58,15 +135,31 @@ def render_markdown(config: DemoReportConfig, table: dict[str, dict[str, float]]
 def run_demo_report(config: DemoReportConfig, data_dir: Path | str, *, world: ArtifactRef, gap: ArtifactRef,
                     evaluations: dict[str, ArtifactRef], generations: dict[str, ArtifactRef],
                     force: bool = False) -> ArtifactRef:
-    """Collect every variant's metrics into report.md and metrics.json."""
+    """Collect every row's metrics per split into report.md and metrics.json (with bootstrap intervals)."""
     upstream = upstream_fingerprints(config, world, gap, evaluations, generations)
 
     def build(tmp: Path) -> BuildOutput:
-        table = {name: variant_metrics(world, evaluations[name], generations[name]) for name in evaluations}
+        tables: dict[str, dict[str, dict[str, float]]] = {}
+        per_image: dict[str, dict[str, dict]] = {}
+        for key in evaluations:
+            split, name = split_of(key)
+            row, per = variant_metrics(world, evaluations[key], generations[key], split)
+            tables.setdefault(split, {})[name] = row
+            per_image.setdefault(split, {})[name] = per
+        stats = {split: split_statistics(config, rows) for split, rows in per_image.items()}
         info = gap.manifest().info
         gap_figs = {w: info.get(w, {}) for w in ("before", "after")}
-        (tmp / "metrics.json").write_text(json.dumps({"variants": table, "gap": gap_figs}, indent=2), encoding="utf-8")
-        (tmp / "report.md").write_text(render_markdown(config, table, gap_figs), encoding="utf-8")
-        return BuildOutput(rows={"variants": len(table)}, info={"variants": table, "gap": gap_figs})
+        first = tables.get(TEST_STREAM) or next(iter(tables.values()), {})
+        primary = {k: v for k, v in first.items() if k != NEAREST}
+        out = {"variants": primary, "baselines": {k: v for k, v in first.items() if k == NEAREST}, "splits": {s: {"variants": t, **stats[s]} for s, t in tables.items()},
+               "bootstrap": {"resamples": config.bootstrap_resamples, "seed": config.bootstrap_seed,
+                             "level": config.bootstrap_level}, "gap": gap_figs}
+        (tmp / "metrics.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(config, tables, stats, gap_figs), encoding="utf-8")
+        return BuildOutput(rows={"variants": len(primary), "splits": len(tables)},
+                           info={"variants": primary, "splits": list(tables), "gap": gap_figs})
 
     return ArtifactStore(data_dir).build(SPEC, config, upstream, build, force=force)
+
+
+__all__ = ["DemoReportConfig", "run_demo_report", "split_statistics", "variant_metrics"]

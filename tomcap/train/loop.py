@@ -31,6 +31,10 @@ LAST = "last"
 _SEED_STRIDE = 1_000_003
 """Per-step torch seed = seed * stride + step (dropout draws), distinct across steps and seeds."""
 
+LENGTH_CHUNKS = 4
+"""Length-sorted sub-batches per micro-batch (see ``backward_in_chunks``): 4 cut the world demo's padded
+tokens by ~30% at batch 64; more make the matrix products too small to pay off."""
+
 ProgressFn = Callable[[dict[str, Any]], None]
 """Called after every step with {'step', 'steps', 'loss', 'lr', 'val_loss' (on eval steps)}."""
 
@@ -61,6 +65,40 @@ def batch_loss(model: TomcapAdaptor, batch: Batch) -> torch.Tensor:
     """Mean next-token cross-entropy over caption tokens (labels != IGNORE_INDEX)."""
     states, enc_mask = model.condition_states(batch.condition, batch.keep)
     return model.caption_loss(batch.input_ids, batch.attention_mask, batch.labels, states, enc_mask)
+
+
+def backward_in_chunks(model: TomcapAdaptor, batch: Batch, cfg: TrainConfig, device: torch.device,
+                       scale: float = 1.0) -> float:
+    """Backward of ``scale`` x the batch's mean caption loss, computed on length-sorted sub-batches
+    (``LENGTH_CHUNKS``, each padded only to its own longest row); returns that loss.
+
+    Each chunk's mean is weighted by its share of the batch's caption tokens, so the loss and the
+    gradient are the whole batch's (up to float summation order)."""
+    total = max(1, batch.caption_tokens())
+    loss_sum = 0.0
+    for part in batch.length_chunks(LENGTH_CHUNKS):
+        n = part.caption_tokens()
+        if n == 0:
+            continue
+        with autocast(cfg, device):
+            loss = batch_loss(model, part.to(device)) * (scale * n / total)
+        loss.backward()
+        loss_sum += float(loss.detach())
+    return loss_sum
+
+
+def fuse_activations(model: torch.nn.Module) -> int:
+    """Swap GPT-2's Python ``gelu_new`` (six elementwise ops, each a pass over memory) for PyTorch's
+    fused tanh GELU: the same formula, ~15% of a world-decoder training step. Returns the swaps."""
+    from transformers.activations import NewGELUActivation
+
+    swaps = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, torch.nn.GELU(approximate="tanh"))
+                swaps += 1
+    return swaps
 
 
 @torch.no_grad()
@@ -138,6 +176,7 @@ def train(model: TomcapAdaptor, cfg: TrainConfig, micro_batch: Callable[[int], B
     work_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg)
     model.to(device).train()
+    fuse_activations(model)
     opt = make_optimizer(model, cfg)
     result = TrainResult(steps=0, resumed_from=0)
     if (work_dir / LAST / CHECKPOINT_JSON).is_file():
@@ -161,11 +200,8 @@ def train(model: TomcapAdaptor, cfg: TrainConfig, micro_batch: Callable[[int], B
             g["lr"] = lr
         loss_sum = 0.0
         for j in range(cfg.grad_accum):
-            batch = micro_batch(step * cfg.grad_accum + j).to(device)
-            with autocast(cfg, device):
-                loss = batch_loss(model, batch) / cfg.grad_accum
-            loss.backward()
-            loss_sum += float(loss.detach())
+            batch = micro_batch(step * cfg.grad_accum + j)
+            loss_sum += backward_in_chunks(model, batch, cfg, device, 1.0 / cfg.grad_accum)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()

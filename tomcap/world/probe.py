@@ -1,7 +1,7 @@
 """Re-measure the shipped models' numbers: CLIP zero-shot attributes, retrieval, modality gap; GPT-2 perplexity.
 
-Everything here is computed on the held-out test stream of a :class:`WorldConfig` (regenerated
-from its seed, pixel-identical to the PNG files ``generate_world`` writes), so the model cards'
+Everything here is computed on a held-out evaluation split of a :class:`WorldConfig` (regenerated
+from its seed, pixel-identical to the PNG files ``generate_world`` writes; validation to choose, test to report), so the model cards'
 numbers can be re-measured on any machine with ``tomcap world probe``.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from .captions import canonical_caption, scene_captions
 from .config import WorldConfig
 from .render import render_batch
-from .scenes import COLORS, COLS, ROWS, SHAPES, SIZES, Scene
-from .splits import test_scenes
+from .scenes import COLORS, COLS, ROWS, SHAPES, SIZES, Scene, SceneObject
+from .splits import TEST_STREAM, split_scenes
 
 ENCODE_BATCH = 256
 ZERO_SHOT_ATTRIBUTES = ("color", "shape", "size", "position")
@@ -105,6 +105,46 @@ def zero_shot_single(model: Any, tokenizer: Any, scenes: list[Scene], image_size
     return out
 
 
+def _listing(objects: list[SceneObject]) -> str:
+    """Canonical caption of a multi-object scene: every object with its grid position, in row-major order."""
+    parts = [canonical_caption(o.size, o.color, o.shape, o.row, o.col) for o in objects]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def binding_probe(model: Any, tokenizer: Any, scenes: list[Scene], image_size: int,
+                  device: torch.device | str = "cpu") -> dict[str, float]:
+    """Per-object colour+shape binding on multi-object scenes (``binding_object``).
+
+    For each object of a scene, the candidates are the scene's canonical caption with that one
+    object's (colour, shape) replaced by every other pair (the other objects unchanged); the object
+    counts as bound when the true caption scores highest. A bag-of-words model that knows which
+    colours and shapes are present but not which go together fails the swaps of present values.
+    ``binding_scene``: every object of the scene bound.
+    """
+    multi = [s for s in scenes if len(s.objects) > 1]
+    if not multi:
+        return {"n_multi": 0}
+    img = encode_images(model, render_batch(multi, image_size), device)
+    pairs = list(itertools.product(COLORS, SHAPES))
+    right, scene_right = 0, 0
+    total = 0
+    for i, s in enumerate(multi):
+        objs = list(s.objects)
+        all_ok = True
+        for j, o in enumerate(objs):
+            others = {(p.color, p.shape) for k, p in enumerate(objs) if k != j}
+            cands = [(c, sh) for c, sh in pairs if (c, sh) not in others]
+            texts = [_listing([SceneObject(sh, c, o.size, o.row, o.col) if k == j else p for k, p in enumerate(objs)])
+                     for c, sh in cands]
+            sims = encode_texts(model, tokenizer, texts, device) @ img[i]
+            ok = cands[int(sims.argmax())] == (o.color, o.shape)
+            right += ok
+            total += 1
+            all_ok &= ok
+        scene_right += all_ok
+    return {"n_multi": len(multi), "binding_object": right / total, "binding_scene": scene_right / len(multi)}
+
+
 def retrieval(img: torch.Tensor, txt: torch.Tensor, owners: torch.Tensor) -> dict[str, float]:
     """Recall@1 both ways; ``txt[j]`` describes image ``owners[j]``. img [N, D], txt [M, D], owners [M]."""
     sim = img @ txt.T
@@ -114,10 +154,12 @@ def retrieval(img: torch.Tensor, txt: torch.Tensor, owners: torch.Tensor) -> dic
 
 
 def probe_clip(model: Any, tokenizer: Any, world: WorldConfig, n_images: int,
-               device: torch.device | str = "cpu") -> dict[str, float]:
-    """All CLIP numbers of the model card on the first ``n_images`` test scenes."""
+               device: torch.device | str = "cpu", split: str = TEST_STREAM,
+               binding_images: int = 0) -> dict[str, float]:
+    """All CLIP numbers of the model card on the first ``n_images`` scenes of ``split`` (``val`` while
+    choosing a model, ``test`` for the card); the binding probe on the first ``binding_images`` of them."""
     model.eval()
-    scenes = test_scenes(world, n_images)
+    scenes = split_scenes(world, split, n_images)
     caps = [scene_captions(s, world.captions_per_image, world.seed, world.relation_share) for s in scenes]
     texts = [c for cs in caps for c in cs]
     owners = torch.tensor([i for i, cs in enumerate(caps) for _ in cs])
@@ -128,6 +170,8 @@ def probe_clip(model: Any, tokenizer: Any, world: WorldConfig, n_images: int,
     out["modality_gap"] = modality_gap(img, txt)
     out["mean_cos_matched"] = float((img[owners] * txt).sum(1).mean())
     out |= zero_shot_single(model, tokenizer, scenes, world.image_size, device)
+    if binding_images:
+        out |= binding_probe(model, tokenizer, scenes[:binding_images], world.image_size, device)
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.pipeline import run_stages
-from tasks.stages import STAGE_TASKS, demo_report_task, nearest_task, world_task
+from tasks.stages import STAGE_TASKS, demo_report_task, nearest_task, publish, world_task
 from tomcap.artifacts import ArtifactRef
 from tomcap.demo.splits import nearest_config, nearest_evaluate_config, split_pipeline_config
 from tomcap.demo.variants import demo_variants
@@ -32,7 +32,10 @@ def demo(config: PipelineConfig, data_dir: str | None = None) -> ArtifactRef:
         scfg = split_pipeline_config(cfg, world, split)
         images = run_stages(scfg, dd, "test_images", reusable(cfg, refs, scfg))["test_images"]
         near = nearest_task(nearest_config(scfg), dd, index=refs["index"], images=images)
+        publish("nearest_caption", near)
         evaluations[f"{split}/nearest_caption"] = STAGE_TASKS["evaluate"](nearest_evaluate_config(scfg, near), dd)
         generations[f"{split}/nearest_caption"] = near
-    return demo_report_task(config.demo.report, dd, world=world, gap=refs["gap"], evaluations=evaluations,
-                            generations=generations)
+    report = demo_report_task(config.demo.report, dd, world=world, gap=refs["gap"], evaluations=evaluations,
+                              generations=generations)
+    publish("demo_report", report)
+    return report

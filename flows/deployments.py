@@ -1,29 +1,98 @@
-"""Entry points of the deployments in prefect.yaml: a config file (plus what an event or a user swaps).
+"""Entry points of the deployments in prefect.yaml, with typed run parameters.
 
-The flows they call take the pydantic configs; these wrappers only load the YAML a deployment names,
-so a scheduled or event-triggered run uses the same file a person would pass to the CLI.
+``config`` is the whole pipeline config (every section, its defaults and field descriptions in the
+run form); ``config_file`` (a YAML on the worker) gives the defaults the form's changes override.
+Runs are named after what they work on, and the run a user opens carries a summary artifact.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from prefect import flow
 
-from flows.pipeline import evaluate, tomcap_pipeline
-from tomcap.artifacts import ArtifactRef
-from tomcap.corpus import SourceConfig
-from tomcap.settings import load_pipeline_config
+from flows.pipeline import run_stages
+from tasks.summary import publish_run_summary
+from tomcap.artifacts import ArtifactRef, load_ref
+from tomcap.config import canonical_json, hash_text
+from tomcap.corpus.config import SourceConfig
+from tomcap.settings import PipelineConfig, load_pipeline_config, overlay
+
+RUN_NAME_HASH_CHARS = 8
 
 
-@flow(name="tomcap-retrain")
-def retrain(config_file: str, corpus_path: str | None = None, data_dir: str | None = None) -> ArtifactRef:
-    """The whole pipeline for ``config_file``; ``corpus_path`` (e.g. from a tomcap.corpus.updated event)
-    replaces the config's corpus sources. Unchanged inputs finish Cached; a grown corpus recomputes its delta."""
-    cfg = load_pipeline_config(config_file)
+def resolve(config: PipelineConfig | None, config_file: str | None, corpus_path: str | None = None) -> PipelineConfig:
+    """The run's config: ``config_file``'s values, the form's changes on top, the event's corpus last."""
+    cfg = load_pipeline_config(config_file) if config_file else PipelineConfig()
+    if config is not None:
+        cfg = overlay(cfg, config)
     if corpus_path:
-        cfg = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"sources": [SourceConfig(path=corpus_path)]})})
-    return tomcap_pipeline(cfg, data_dir)
+        cfg = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"sources": [SourceConfig(
+            path=corpus_path)]})})
+    return cfg
 
 
-@flow(name="tomcap-evaluate-checkpoint")
-def evaluate_checkpoint(config_file: str, checkpoint: str, index: str, data_dir: str | None = None) -> ArtifactRef:
-    """Caption and score ``config_file``'s test set with a checkpoint and a (possibly swapped) datastore."""
-    return evaluate(load_pipeline_config(config_file), checkpoint, index, data_dir)["evaluate"]
+def _corpus_tag(params: dict) -> str:
+    """Short hash of the corpus sources' contents (what a retrain works on)."""
+    from tomcap.corpus.stage import upstream_fingerprints
+
+    try:
+        cfg = resolve(params.get("config"), params.get("config_file"), params.get("corpus_path"))
+        return hash_text(canonical_json(upstream_fingerprints(cfg.corpus)), RUN_NAME_HASH_CHARS)
+    except Exception:  # the flow itself reports a bad config; the name only has to exist
+        return "unreadable"
+
+
+def retrain_run_name() -> str:
+    """``retrain-<corpus fingerprint>-<UTC date>``."""
+    from prefect.runtime import flow_run
+
+    return f"retrain-{_corpus_tag(dict(flow_run.parameters))}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M}"
+
+
+def evaluate_run_name() -> str:
+    """``evaluate-<checkpoint key>-<datastore key>``."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    keys = [str(p.get(k) or "").rstrip("/").rsplit("/", 1)[-1][:RUN_NAME_HASH_CHARS] for k in ("checkpoint", "index")]
+    return "evaluate-" + "-".join(k or "default" for k in keys)
+
+
+@flow(name="tomcap-retrain", flow_run_name=retrain_run_name)
+def retrain(config: PipelineConfig | None = None, config_file: str | None = None, corpus_path: str | None = None,
+            data_dir: str | None = None) -> ArtifactRef:
+    """The whole pipeline: corpus, embeddings, gap statistics, datastore, training, captions, metrics.
+
+    Unchanged inputs finish Cached; a grown corpus recomputes its delta.
+
+    Args:
+        config: pipeline config; the fields set here override those of config_file
+        config_file: pipeline YAML on the worker (relative paths inside it are relative to it); its values are
+            the defaults of this run
+        corpus_path: a caption file that replaces the corpus sources (set by a tomcap.corpus.updated event)
+        data_dir: artifact root on the worker (default: the config's data_dir, else $TOMCAP_DATA_DIR or ./data)
+    """
+    cfg = resolve(config, config_file, corpus_path)
+    refs = run_stages(cfg, data_dir, "evaluate")
+    publish_run_summary("retrain", refs)
+    return refs["evaluate"]
+
+
+@flow(name="tomcap-evaluate-checkpoint", flow_run_name=evaluate_run_name)
+def evaluate_checkpoint(checkpoint: str, index: str, config: PipelineConfig | None = None,
+                        config_file: str | None = None, data_dir: str | None = None) -> ArtifactRef:
+    """Caption and score the test set with a checkpoint and a (possibly swapped) datastore.
+
+    Args:
+        checkpoint: 'train' artifact folder on the worker
+        index: 'index' artifact folder (the datastore); pass another one to swap it: only generation and
+            evaluation rerun
+        config: pipeline config (test_images, generate, evaluate sections); fields set here override config_file's
+        config_file: pipeline YAML on the worker whose values are the defaults of this run
+        data_dir: artifact root on the worker
+    """
+    cfg = resolve(config, config_file)
+    refs = run_stages(cfg, data_dir, "evaluate", {"train": load_ref(checkpoint, "train"),
+                                                  "index": load_ref(index, "index")})
+    publish_run_summary("evaluate", refs)
+    return refs["evaluate"]

@@ -11,7 +11,7 @@ from prefect import flow
 
 from flows.embed import embed_mapped
 from flows.runners import task_runner
-from tasks.stages import STAGE_TASKS
+from tasks.stages import STAGE_TASKS, publish
 from tomcap.artifacts import ArtifactRef, load_ref
 from tomcap.pipeline import Stage, run_until
 from tomcap.settings import PipelineConfig
@@ -19,10 +19,13 @@ from tomcap.settings import PipelineConfig
 
 def run_task(stage: Stage, config: PipelineConfig, data_dir: str, inputs: dict[str, Any], force: bool) -> ArtifactRef:
     """How the flows run one stage of the graph: its Prefect task (the text embedding, when
-    ``embed.map_rows`` is set, as row-range tasks on the configured runner)."""
+    ``embed.map_rows`` is set, as row-range tasks on the configured runner), then its UI artifact."""
     if stage.name == "embed" and config.embed.map_rows:
-        return embed_mapped.with_options(task_runner=task_runner(config.runner))(config, data_dir, inputs["corpus"])
-    return STAGE_TASKS[stage.name](stage.config(config), data_dir, **inputs)
+        ref = embed_mapped.with_options(task_runner=task_runner(config.runner))(config, data_dir, inputs["corpus"])
+    else:
+        ref = STAGE_TASKS[stage.name](stage.config(config), data_dir, **inputs)
+    publish(stage.name, ref)
+    return ref
 
 
 def run_stages(config: PipelineConfig, data_dir: str | None, target: str,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,8 @@ def pipeline_yaml(root: Path, n_scenes: int, train_steps: int) -> Path:
 
 def task_states_since(start: dt.datetime) -> dict[str, list[str]]:
     """Task name -> states of the task runs started after ``start`` (current Prefect API). Subflow
-    calls, which appear as task runs named after their flow ('tomcap-...'), are left out."""
+    calls, which appear as task runs named after their flow ('tomcap-...'), are left out; run names
+    ('train-1cecc7eb') are reduced to their task ('train')."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
 
@@ -45,5 +47,5 @@ def task_states_since(start: dt.datetime) -> dict[str, list[str]]:
     states: dict[str, list[str]] = {}
     for r in runs:
         if not r.name.startswith("tomcap-"):
-            states.setdefault(r.name, []).append(r.state.name)
+            states.setdefault(re.sub(r"-[0-9a-f]{8}$", "", r.name), []).append(r.state.name)
     return states

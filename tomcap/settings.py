@@ -105,6 +105,20 @@ def load_pipeline_config(path: Path | None) -> PipelineConfig:
     return validate_config(PipelineConfig, with_base, source=str(path))
 
 
+def _deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in changes.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def overlay(base: PipelineConfig, changes: PipelineConfig) -> PipelineConfig:
+    """``base`` with every field that ``changes`` sets away from its default (a run form over a config
+    file): a field left at its default in ``changes`` keeps ``base``'s value."""
+    data = _deep_update(base.model_dump(mode="json"), changes.model_dump(mode="json", exclude_defaults=True))
+    return validate_config(PipelineConfig, data, source="run parameters")
+
+
 _PATH_KEYS = frozenset({"path", "data_dir", "refs", "images", "checkpoint", "pretrained_path", "gpt2_dir",
                         "annotations", "results"})
 _MAYBE_PATH_KEYS = frozenset({"pretrained", "clip_pretrained"})

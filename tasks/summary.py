@@ -1,0 +1,34 @@
+"""The summary artifact of a deployment's own flow run: what it produced, built or cached, and its metrics.
+
+A user who opens the run sees this first (stage artifacts are published beside it by the flows, for
+cached stages too); full precision stays in the artifacts' files.
+"""
+from __future__ import annotations
+
+from prefect.artifacts import create_markdown_artifact
+
+from tomcap.artifacts import ArtifactRef
+from tomcap.report_md import md_table
+
+from .reporting import metrics_table
+
+SUMMARY_KEY = "tomcap-run-summary"
+
+
+def run_summary_markdown(kind: str, refs: dict[str, ArtifactRef]) -> str:
+    """Markdown: the metrics of the evaluation, then one row per stage artifact of the run."""
+    lines = [f"# tomcap {kind}", ""]
+    if "evaluate" in refs:
+        lines += ["## Metrics", "", md_table(metrics_table(refs["evaluate"])), ""]
+    corpus = refs.get("corpus")
+    if corpus is not None:
+        lines += [f"Corpus fingerprint: `{corpus.fingerprint}`", ""]
+    rows = [{"stage": name, "state": "cached" if ref.cached else "built", "key": ref.key, "folder": ref.path}
+            for name, ref in refs.items()]
+    lines += ["## Artifacts", "", md_table(rows, ["stage", "state", "key", "folder"])]
+    return "\n".join(lines)
+
+
+def publish_run_summary(kind: str, refs: dict[str, ArtifactRef]) -> None:
+    create_markdown_artifact(key=SUMMARY_KEY, markdown=run_summary_markdown(kind, refs),
+                             description=f"tomcap {kind}: metrics and the artifacts of this run")

@@ -142,7 +142,8 @@ def main() -> None:
           f"later use {1e6 * embed['later_use_s']:.0f} us, one full read {embed['read_s']:.2f} s "
           f"(first use = {embed['first_use_s'] / embed['read_s']:.2f}x a read)")
     print(f"corpus {corpus['bytes'] / 2**20:.0f} MiB: first use {corpus['first_use_s']:.2f} s, build "
-          f"{corpus['build_s']:.1f} s ({corpus['first_use_s'] / corpus['build_s']:.3f}x), read {corpus['read_s']:.2f} s")
+          f"{corpus['build_s']:.1f} s ({corpus['first_use_s'] / corpus['build_s']:.3f}x), "
+          f"read {corpus['read_s']:.2f} s")
     f, s = lock["first"], lock["second"]
     print(f"lock: first {f['wall_s']:.1f} s wall / {f['cpu_s']:.1f} s CPU (built), second {s['wall_s']:.1f} s wall / "
           f"{s['cpu_s']:.1f} s CPU (cached={s['cached']}), sequential rerun {lock['sequential_rerun']['wall_s']:.1f} s")

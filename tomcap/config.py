@@ -68,7 +68,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             continue
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         msg = e["msg"].removeprefix("Value error, ")
-        fix = "" if "fix:" in msg.lower() else f". Fix: set '{field}' to a valid value (see README.md's config reference)"
+        fix = "" if "fix:" in msg.lower() else f". Fix: set '{field}' to a valid value (README.md lists the keys)"
         lines.append(f"{source}: field '{field}' = {shown} is invalid: {msg}{fix}")
     return "\n".join(lines)
 

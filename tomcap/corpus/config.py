@@ -19,9 +19,11 @@ class SourceConfig(StageConfig):
     name: str | None = Field(default=None, description="tag written to the 'source' column; default: file stem")
     format: CorpusFormat = "auto"
     caption_column: str = Field(default="caption", description="caption column of csv/jsonl/parquet files")
-    image_id_column: str | None = Field(default="image_id", description="image id column of csv/jsonl/parquet; null if absent")
+    image_id_column: str | None = Field(default="image_id",
+                                        description="image id column of csv/jsonl/parquet; null if absent")
     split: str | None = Field(default=None, description="split tag for rows whose file carries none")
-    max_rows: int | None = Field(default=None, ge=1, description="keep at most this many rows (seeded sample) after filtering")
+    max_rows: int | None = Field(default=None, ge=1,
+                                 description="keep at most this many rows (seeded sample) after filtering")
 
     @property
     def source_name(self) -> str:

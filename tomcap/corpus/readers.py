@@ -87,7 +87,8 @@ def _check_captions(path: Path, captions: list[Any], where: str, field: str) -> 
     """Every caption of a JSON record must be a string (polars would fail on the frame, or stringify it)."""
     bad = next((c for c in captions if not isinstance(c, str)), "")
     if not isinstance(bad, str):
-        raise _fail(path, f"{where}: '{field}' holds a {_json_type(bad)} ({json.dumps(bad)[:40]}), not a caption string",
+        raise _fail(path, f"{where}: '{field}' holds a {_json_type(bad)} ({json.dumps(bad)[:40]}), "
+                          "not a caption string",
                     f"make every '{field}' value a string (or drop that record)")
 
 
@@ -202,7 +203,8 @@ def _first_bad_jsonl_line(path: Path, column: str) -> str | None:
                 return f"line {n} is a JSON {_json_type(obj)}, not an object"
             value = obj.get(column)
             if value is not None and not isinstance(value, str):
-                return f"line {n}: '{column}' holds a {_json_type(value)} ({json.dumps(value)[:40]}), not a caption string"
+                return (f"line {n}: '{column}' holds a {_json_type(value)} ({json.dumps(value)[:40]}), "
+                        "not a caption string")
     return None
 
 
@@ -257,7 +259,8 @@ def check_source_file(path: Path) -> Path:
         raise _fail(path, "is a directory, not a caption file",
                     "pass the caption file inside it (one source per file: repeat --source or list them in 'sources')")
     if not path.is_file():
-        raise _fail(path, "caption file not found", "check the source's 'path' (relative paths are relative to the YAML file)")
+        raise _fail(path, "caption file not found",
+                    "check the source's 'path' (relative paths are relative to the YAML file)")
     if path.stat().st_size == 0:
         raise _fail(path, "caption file is empty", "point the source at a file that holds captions")
     return path

@@ -31,7 +31,8 @@ def list_images(folder: Path, extensions: Sequence[str], max_images: int | None 
     """Image files under folder (recursive, sorted by relative path)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputDataError("image folder not found", path=folder, fix="set embed_images.images to an existing folder of images")
+        raise InputDataError("image folder not found", path=folder,
+                             fix="set embed_images.images to an existing folder of images")
     exts = {e.lower() for e in extensions}
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)
     if not files:
@@ -96,7 +97,8 @@ def encode_images(clip: LoadedClip, items: Iterable, *, names: Sequence[str] | N
     from .text import _autocast
 
     items = list(items)
-    names = list(names) if names is not None else [str(i) if isinstance(i, (str, Path)) else f"#{n}" for n, i in enumerate(items)]
+    names = list(names) if names is not None else [
+        str(i) if isinstance(i, (str, Path)) else f"#{n}" for n, i in enumerate(items)]
     chunks: list[np.ndarray] = []
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
@@ -113,7 +115,8 @@ def encode_images(clip: LoadedClip, items: Iterable, *, names: Sequence[str] | N
         batch.clear()
         batch_idx.clear()
 
-    for n, item in enumerate(tqdm(items, desc="embed images", unit="img", disable=None if progress is None else not progress)):
+    bar = tqdm(items, desc="embed images", unit="img", disable=None if progress is None else not progress)
+    for n, item in enumerate(bar):
         try:
             batch.append(clip.preprocess(_open(item)))
         except (UnidentifiedImageError, OSError, ValueError, TypeError) as err:

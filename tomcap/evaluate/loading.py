@@ -176,8 +176,10 @@ def _refs_from_parquet(path: Path) -> References:
     try:
         df = pl.read_parquet(path, columns=[PARQUET_ID_COLUMN, PARQUET_CAPTION_COLUMN])
     except (pl.exceptions.ColumnNotFoundError, pl.exceptions.ComputeError, OSError) as err:
-        raise _fail(path, f"cannot read columns '{PARQUET_ID_COLUMN}', '{PARQUET_CAPTION_COLUMN}' ({err.__class__.__name__})",
-                    f"write a Parquet with one row per caption and columns {PARQUET_ID_COLUMN}, {PARQUET_CAPTION_COLUMN}") from None
+        raise _fail(path, f"cannot read columns '{PARQUET_ID_COLUMN}', '{PARQUET_CAPTION_COLUMN}' "
+                          f"({err.__class__.__name__})",
+                    f"write a Parquet with one row per caption and columns {PARQUET_ID_COLUMN}, "
+                    f"{PARQUET_CAPTION_COLUMN}") from None
     captions: dict[str, list[str]] = {}
     for i, (img, cap) in enumerate(zip(df[PARQUET_ID_COLUMN].to_list(), df[PARQUET_CAPTION_COLUMN].to_list())):
         if not isinstance(cap, str):

@@ -101,7 +101,8 @@ def _run_and_kill(config: Path, data: Path, home: Path, in_stage) -> None:
     proc, log = _start(config, data, home)
     try:
         _watch(proc, [data, home], lambda: in_stage(data), log)
-        assert proc.poll() is None, "the pipeline ended before the stage could be interrupted: " + log.read_text()[-3000:]
+        assert proc.poll() is None, ("the pipeline ended before the stage could be interrupted: "
+                                     + log.read_text()[-3000:])
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:

@@ -20,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data_dir = load_pipeline_config(args.config).resolved_data_dir(args.data_dir)
+    store = ArtifactStore(data_dir)  # a file given as the data dir is refused here
     if not data_dir.is_dir():
         raise ArtifactError("data dir not found", path=data_dir, fix="pass --data-dir of an existing data folder")
-    store = ArtifactStore(data_dir)
     n_ok, damaged, temps = 0, [], 0
     for stage in store.stages():
         temps += sum(1 for f in store.stage_dir(stage).glob(f"{TMP_PREFIX}*"))

@@ -19,13 +19,16 @@ from ..clip import RANDOM_INIT, LoadedClip, load_clip, pretrained_fingerprint, r
 from ..config import canonical_json, hash_text
 from ..errors import ArtifactError, ConfigError
 from .config import EmbedConfig, ImageEmbedConfig
-from .store import IDS_FILE, EmbeddingSet, write_shards
+from .store import IDS_FILE, EmbeddingSet, ShardSink
 from .text import TextEncodeStats, encode_texts
 
 log = logging.getLogger(__name__)
 
 SPEC = StageSpec(name="embed", version="1", modules=("tomcap.embed",))
 SHARD_STAGE = "embed_shard"
+ENCODE_CHUNK_ROWS = 131_072
+"""Captions tokenised and encoded per call (length-sorted within it): bounds the token tensor and the
+float32 outputs held at once (~0.3 GB at dim 512) whatever the corpus size."""
 """Stage name of the partial artifacts that scale-out tasks write (``tomcap.embed.shards``)."""
 
 
@@ -106,16 +109,18 @@ def run_embed(config: EmbedConfig, data_dir: Path | str, corpus: ArtifactRef, *,
         clip = clip_for(config)
         fp = model_fingerprint(config)
         sig = reuse_signature(config, fp)
-        emb = np.empty((df.height, clip.embed_dim), np.float32)
+        emb = ShardSink(tmp, df.height, clip.embed_dim, config.dtype, config.shard_rows)
         filled, sources = _reuse(store, sig, df["caption_id"], emb) if config.reuse else (np.zeros(df.height, bool), [])
         todo = np.flatnonzero(~filled)
         stats = TextEncodeStats()
         t0 = time.perf_counter()
-        texts = df["text"].to_list()
-        emb[todo] = encode_texts(clip, [texts[i] for i in todo], batch_size=config.batch_size, precision=config.precision,
-                                 truncate=config.truncate, progress=config.progress, stats=stats)
+        for a in range(0, todo.size, ENCODE_CHUNK_ROWS):  # tokens and float32 outputs of one chunk at a time
+            part = todo[a:a + ENCODE_CHUNK_ROWS]
+            emb[part] = encode_texts(clip, df["text"].gather(part).to_list(), batch_size=config.batch_size,
+                                     precision=config.precision, truncate=config.truncate, progress=config.progress,
+                                     stats=stats)
         encode_s = time.perf_counter() - t0
-        shards = write_shards(emb, tmp, config.dtype, config.shard_rows)
+        shards = emb.close()
         df.select("caption_id", "image_id").write_parquet(tmp / IDS_FILE[SPEC.name])
         return BuildOutput(
             rows={"rows": df.height, "encoded": int(todo.size), "reused": int(filled.sum())},

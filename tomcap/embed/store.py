@@ -30,6 +30,36 @@ def write_shards(emb: np.ndarray, out_dir: Path, dtype: str, shard_rows: int) ->
     return names
 
 
+class ShardSink:
+    """The shards :func:`write_shards` would write, filled in place: row-addressable memory-mapped
+    ``.npy`` files of ``dtype``, so a stage holds one block of rows in RAM, never all N (a 3.3M x 512
+    float32 matrix is 6.7 GB). Values are cast on assignment, as ``astype`` does: the same bytes."""
+
+    def __init__(self, out_dir: Path, n: int, dim: int, dtype: str, shard_rows: int):
+        self.out_dir, self.n, self.dim, self.dtype = Path(out_dir), n, dim, dtype
+        self.starts = list(range(0, max(n, 1), shard_rows))
+        self.names = [SHARD_PATTERN.format(i) for i in range(len(self.starts))]
+        self.maps = [] if n == 0 else [
+            np.lib.format.open_memmap(self.out_dir / name, mode="w+", dtype=dtype, shape=(min(shard_rows, n - a), dim))
+            for name, a in zip(self.names, self.starts)]
+
+    def __setitem__(self, rows: np.ndarray, values: np.ndarray) -> None:
+        rows = np.asarray(rows, np.int64)
+        for m, a in zip(self.maps, self.starts):
+            sel = (rows >= a) & (rows < a + len(m))
+            if sel.any():
+                m[rows[sel] - a] = values[sel]
+
+    def close(self) -> list[str]:
+        """Flush and return the file names in order (an empty set gets one (0, dim) shard)."""
+        if self.n == 0:
+            return write_shards(np.empty((0, self.dim), np.float32), self.out_dir, self.dtype, 1)
+        for m in self.maps:
+            m.flush()
+        self.maps = []
+        return self.names
+
+
 @dataclass
 class EmbeddingSet:
     """A text or image embedding artifact, opened memory-mapped."""

@@ -89,5 +89,7 @@ class GuidedScorer:
         return self._split([b.step(tokens.repeat(len(roles))) for roles, b in self.batches])
 
     def reorder(self, index: Tensor) -> None:
+        """Keep hypotheses ``index`` (N',), in that order; N' may differ from N (repeated rows copy a cache)."""
         for roles, b in self.batches:
             b.reorder(torch.cat([index + i * self.n for i in range(len(roles))]))
+        self.n = len(index)

@@ -7,11 +7,12 @@ Runs are named after what they work on, and the run a user opens carries a summa
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from prefect import flow
 
 from flows.pipeline import run_stages
-from tasks.summary import publish_run_summary
+from tasks.summary import publish_datastore_comparison, publish_run_summary
 from tomcap.artifacts import ArtifactRef, load_ref
 from tomcap.config import canonical_json, hash_text
 from tomcap.corpus.config import SourceConfig
@@ -54,8 +55,11 @@ def evaluate_run_name() -> str:
     from prefect.runtime import flow_run
 
     p = flow_run.parameters
-    keys = [str(p.get(k) or "").rstrip("/").rsplit("/", 1)[-1][:RUN_NAME_HASH_CHARS] for k in ("checkpoint", "index")]
-    return "evaluate-" + "-".join(k or "default" for k in keys)
+    index = p.get("index")
+    n = len(index) if isinstance(index, list) else 1
+    ckpt = Path(str(p.get("checkpoint") or "checkpoint")).name[:RUN_NAME_HASH_CHARS]
+    store = f"{n}-datastores" if n > 1 else Path(str(index[0] if isinstance(index, list) else index)).name
+    return f"evaluate-{ckpt}-{store[:RUN_NAME_HASH_CHARS]}"
 
 
 @flow(name="tomcap-retrain", flow_run_name=retrain_run_name)
@@ -78,21 +82,43 @@ def retrain(config: PipelineConfig | None = None, config_file: str | None = None
     return refs["evaluate"]
 
 
+def _datastores(cfg: PipelineConfig, data_dir: str | None, index: str | list[str],
+                corpora: list[str] | None) -> dict[str, ArtifactRef]:
+    """Datastore name -> index artifact: the index folders given, and one datastore per corpus file
+    (built, or reused, through the graph: corpus -> embeddings -> index)."""
+    out = {Path(p).name: load_ref(p, "index") for p in ([index] if isinstance(index, str) else index)}
+    for path in corpora or []:
+        c = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"sources": [SourceConfig(path=path)]})})
+        out[f"corpus:{Path(path).name}"] = run_stages(c, data_dir, "index")["index"]
+    return out
+
+
 @flow(name="tomcap-evaluate-checkpoint", flow_run_name=evaluate_run_name)
-def evaluate_checkpoint(checkpoint: str, index: str, config: PipelineConfig | None = None,
-                        config_file: str | None = None, data_dir: str | None = None) -> ArtifactRef:
-    """Caption and score the test set with a checkpoint and a (possibly swapped) datastore.
+def evaluate_checkpoint(checkpoint: str, index: str | list[str], corpora: list[str] | None = None,
+                        config: PipelineConfig | None = None, config_file: str | None = None,
+                        data_dir: str | None = None) -> ArtifactRef:
+    """Caption and score the test set with a checkpoint and one or more datastores.
+
+    With several datastores (index folders, or caption files to index) the run also writes a comparison
+    table, datastore x metrics; only generation and evaluation run per datastore.
 
     Args:
         checkpoint: 'train' artifact folder on the worker
-        index: 'index' artifact folder (the datastore); pass another one to swap it: only generation and
-            evaluation rerun
+        index: 'index' artifact folder (the datastore), or a list of them to compare
+        corpora: caption files on the worker, each indexed as one more datastore to compare
         config: pipeline config (test_images, generate, evaluate sections); fields set here override config_file's
         config_file: pipeline YAML on the worker whose values are the defaults of this run
         data_dir: artifact root on the worker
     """
     cfg = resolve(config, config_file)
-    refs = run_stages(cfg, data_dir, "evaluate", {"train": load_ref(checkpoint, "train"),
-                                                  "index": load_ref(index, "index")})
+    train = load_ref(checkpoint, "train")
+    refs: dict[str, ArtifactRef] = {"train": train}
+    evaluations = {}
+    for name, store in _datastores(cfg, data_dir, index, corpora).items():
+        shared = {k: v for k, v in refs.items() if k in ("train", "test_images")}
+        refs = run_stages(cfg, data_dir, "evaluate", {**shared, "index": store})
+        evaluations[name] = refs["evaluate"]
+    if len(evaluations) > 1:
+        publish_datastore_comparison(evaluations)
     publish_run_summary("evaluate", refs)
     return refs["evaluate"]

@@ -5,7 +5,7 @@ cached stages too); full precision stays in the artifacts' files.
 """
 from __future__ import annotations
 
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tomcap.artifacts import ArtifactRef
 from tomcap.report_md import md_table
@@ -13,6 +13,7 @@ from tomcap.report_md import md_table
 from .reporting import metrics_table
 
 SUMMARY_KEY = "tomcap-run-summary"
+COMPARISON_KEY = "tomcap-datastore-comparison"
 
 
 def run_summary_markdown(kind: str, refs: dict[str, ArtifactRef]) -> str:
@@ -32,3 +33,18 @@ def run_summary_markdown(kind: str, refs: dict[str, ArtifactRef]) -> str:
 def publish_run_summary(kind: str, refs: dict[str, ArtifactRef]) -> None:
     create_markdown_artifact(key=SUMMARY_KEY, markdown=run_summary_markdown(kind, refs),
                              description=f"tomcap {kind}: metrics and the artifacts of this run")
+
+
+def datastore_comparison_rows(evaluations: dict[str, ArtifactRef]) -> list[dict]:
+    """One row per datastore: its name, the evaluation folder and its metrics (rounded for reading)."""
+    rows = []
+    for name, ev in evaluations.items():
+        [metrics] = metrics_table(ev)
+        metrics.pop("results", None)
+        rows.append({"datastore": name, **metrics, "evaluation": ev.path})
+    return rows
+
+
+def publish_datastore_comparison(evaluations: dict[str, ArtifactRef]) -> None:
+    create_table_artifact(key=COMPARISON_KEY, table=datastore_comparison_rows(evaluations),
+                          description="one checkpoint, several datastores: metrics per datastore")

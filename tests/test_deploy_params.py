@@ -1,6 +1,7 @@
 """Typed run parameters of the deployments: the form's config over the config file, documented fields."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tomcap.settings import PipelineConfig
@@ -34,3 +35,42 @@ def test_retrain_parameters_are_typed_and_documented():
     assert not schema.get("required")  # "Quick run" needs no dialog
     ev = parameter_schema(evaluate_checkpoint.fn).model_dump()
     assert set(ev["required"]) == {"checkpoint", "index"}
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_evaluate_deployment_compares_datastores_and_summarises_its_run(prefect_harness, tmp_path, capsys):
+    import json
+
+    from flow_helpers import pipeline_yaml, task_states_since
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.deployments import evaluate_checkpoint
+    from tasks.summary import COMPARISON_KEY, SUMMARY_KEY
+    from tomcap.cli.main import main
+
+    config = pipeline_yaml(tmp_path, n_scenes=60, train_steps=3)
+    data = tmp_path / "data"
+    assert main(["run", "--config", str(config), "--data-dir", str(data), "--until", "generate", "--json"]) == 0
+    up = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["upstream"]
+    ckpt = next(p for p in (data / "artifacts" / "train").iterdir() if json.loads(
+        (p / "manifest.json").read_text())["fingerprint"] == up["train"])
+    index = next(p for p in (data / "artifacts" / "index").iterdir() if json.loads(
+        (p / "manifest.json").read_text())["fingerprint"] == up["index"])
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"caption": f"a small red circle number {i} in the middle"}) + "\n"
+                             for i in range(30)))
+    import datetime as dt
+
+    start = dt.datetime.now(dt.timezone.utc)
+    evaluate_checkpoint(str(ckpt), [str(index)], corpora=[str(other)], config_file=str(config), data_dir=str(data))
+    states = task_states_since(start)
+    assert len(states["generate"]) == 2 and len(states["embed_images"]) == 1, states  # test images: once
+    assert len(list((data / "artifacts" / "generate").iterdir())) == 2  # the given datastore's was reused
+    with get_client(sync_client=True) as client:
+        table = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[COMPARISON_KEY])))
+        summary = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[SUMMARY_KEY])))
+    rows = json.loads(table[0].data)
+    assert [r["datastore"] for r in rows] == [index.name, "corpus:other.jsonl"] and all("CIDEr" in r for r in rows)
+    assert summary and "## Metrics" in summary[0].data

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--index-key", default=None, help="faiss factory key instead of the automatic choice, e.g. "
                     "'IVF8192_HNSW32,PQ128x4fs,Refine(SQfp16)' (HNSW coarse quantizer: cheap assignment at add time)")
-    ap.add_argument("--nlist", type=int, default=None, help="lists of --index-key (sets training rows and start nprobe)")
+    ap.add_argument("--nlist", type=int, default=None, help="lists of --index-key (training rows, start nprobe)")
     ap.add_argument("--kmeans-iters", type=int, default=None, help="k-means iterations of the IVF training (faiss: 25)")
     ap.add_argument("--root", type=Path, default=None, help="where the float16 shards go (default: a temp folder)")
     ap.add_argument("--seed", type=int, default=0)
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         faiss.omp_set_num_threads(args.threads)
     root = args.root or Path(tempfile.mkdtemp(prefix="tomcap-index-scale-"))
     root.mkdir(parents=True, exist_ok=True)
-    res: dict = {"kmeans_iters": args.kmeans_iters or 25, "n": args.n, "dim": args.dim, "queries": args.queries, "threads": faiss.omp_get_max_threads(),
+    res: dict = {"kmeans_iters": args.kmeans_iters or 25, "n": args.n, "dim": args.dim, "queries": args.queries,
+                 "threads": faiss.omp_get_max_threads(),
                  "storage": "float16 .npy shards, memory-mapped"}
     try:
         t0 = time.perf_counter()

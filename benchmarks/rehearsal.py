@@ -56,8 +56,8 @@ def _rss_mb() -> float:
 # -- setup -------------------------------------------------------------------------------------------
 def build_gpt2(folder: Path, texts: list[str], seed: int = 0) -> dict:
     """Tokenizer trained on ``texts`` (padded to 50,257 entries) + random-init GPT-2 124M, as safetensors."""
-    from transformers import GPT2Config, GPT2LMHeadModel
     import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from tomcap.world.train_gpt2 import train_tokenizer
 
@@ -122,7 +122,9 @@ def setup(root: Path, sizes: dict, template: dict) -> tuple[dict, dict]:
 
 # -- measuring ---------------------------------------------------------------------------------------
 class TreeSampler(threading.Thread):
-    """RSS of a process and its children, sampled every SAMPLE_S seconds: [(unix time, MiB)]."""
+    """RSS and CPU time of a process and its children, every SAMPLE_S seconds: [(unix time, MiB, cpu s)].
+
+    CPU seconds make a stage's cost readable on a shared machine, where wall time depends on the load."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -140,13 +142,15 @@ class TreeSampler(threading.Thread):
                 procs = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
-            total = 0
+            total, cpu = 0, 0.0
             for p in procs:
                 try:
                     total += p.memory_info().rss
+                    t = p.cpu_times()
+                    cpu += t.user + t.system
                 except psutil.NoSuchProcess:
                     pass
-            self.samples.append((time.time(), total / 2**20))
+            self.samples.append((time.time(), total / 2**20, cpu))
             self.stop.wait(SAMPLE_S)
 
 
@@ -172,6 +176,12 @@ def _throughput(stage: str, m: dict, seconds: float) -> tuple[float | None, str]
     return None, ""
 
 
+def _cpu(samples: list[tuple[float, float, float]], start: float, end: float) -> float | None:
+    """CPU seconds the process tree spent in [start, end] (nearest samples; worker processes included)."""
+    inside = [c for t, _, c in samples if start - SAMPLE_S <= t <= end + SAMPLE_S]
+    return round(inside[-1] - inside[0], 1) if len(inside) > 1 else None
+
+
 def stage_table(data_dir: Path, samples: list[tuple[float, float]]) -> list[dict]:
     out = []
     for stage in STAGES:
@@ -182,33 +192,57 @@ def stage_table(data_dir: Path, samples: list[tuple[float, float]]) -> list[dict
             m = json.loads(mf.read_text())
             end = dt.datetime.fromisoformat(m["created_at"]).timestamp()
             start = end - float(m["duration_s"])
-            window = [r for t, r in samples if start - SAMPLE_S <= t <= end + SAMPLE_S]
+            window = [r for t, r, _ in samples if start - SAMPLE_S <= t <= end + SAMPLE_S]
             thr, unit = _throughput(stage, m, float(m["duration_s"]))
-            out.append({"stage": stage, "wall_s": round(float(m["duration_s"]), 2), "throughput": thr, "unit": unit,
+            out.append({"stage": stage, "wall_s": round(float(m["duration_s"]), 2), "cpu_s": _cpu(samples, start, end),
+                        "throughput": thr, "unit": unit,
                         "peak_rss_mb": round(max(window), 0) if window else None,
                         "artifact_mb": round(sum(f["size"] for f in m["files"].values()) / 2**20, 2),
-                        "rows": m.get("rows"), "start": start})
-    return sorted(out, key=lambda r: r["start"])
+                        "rows": m.get("rows"), "start": start, "end": end})
+    out.sort(key=lambda r: r["start"])
+    shards = [r for r in out if r["stage"] == "embed_shard"]
+    embed = next((r for r in out if r["stage"] == "embed"), None)
+    if shards and embed is not None:
+        # Mapped embedding: the shard tasks run side by side; what the user waits for is first start .. assembly end.
+        start = min(r["start"] for r in shards)
+        wall = embed["end"] - start
+        n = sum(int((r["rows"] or {}).get("encoded", 0)) for r in shards)
+        window = [v for t, v, _ in samples if start - SAMPLE_S <= t <= embed["end"] + SAMPLE_S]
+        out.insert(out.index(embed) + 1, {
+            "stage": f"embed (mapped: {len(shards)} shard tasks + assembly)", "wall_s": round(wall, 2),
+            "cpu_s": _cpu(samples, start, embed["end"]),
+            "throughput": round(n / wall, 2) if wall > 0 else None, "unit": "captions/s",
+            "peak_rss_mb": round(max(window), 0) if window else None,
+            "artifact_mb": embed["artifact_mb"] + sum(r["artifact_mb"] for r in shards), "rows": {"encoded": n},
+            "start": start, "end": embed["end"]})
+    return out
 
 
 def markdown(rows: list[dict], total: dict) -> str:
-    lines = ["| stage | wall (s) | throughput | peak RSS (MiB) | artifact (MiB) |", "|---|---:|---:|---:|---:|"]
+    lines = ["| stage | wall (s) | CPU (s) | throughput (per wall s) | peak RSS (MiB) | artifact (MiB) |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         thr = f"{r['throughput']} {r['unit']}" if r["throughput"] is not None else "-"
-        lines.append(f"| {r['stage']} | {r['wall_s']} | {thr} | {r['peak_rss_mb']} | {r['artifact_mb']} |")
-    lines.append(f"| **pipeline (whole run)** | {total['wall_s']} | - | {total['peak_rss_mb']} | - |")
+        cells = [r["stage"], r["wall_s"], r["cpu_s"], thr, r["peak_rss_mb"], r["artifact_mb"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    cells = ["**pipeline (whole run)**", total["wall_s"], total["cpu_s"], "-", total["peak_rss_mb"], "-"]
+    lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
-def run_pipeline(root: Path, config_path: Path, extra: list[str]) -> tuple[float, list, int]:
+def _suffixed(name: str, tag: str) -> str:
+    return f"{name}-{tag}" if tag else name
+
+
+def run_pipeline(root: Path, config_path: Path, extra: list[str], tag: str = "") -> tuple[float, list, int]:
     exe = Path(sys.executable).with_name("tomcap")
     cmd = [str(exe) if exe.exists() else "tomcap", "pipeline", "--config", str(config_path),
-           "--data-dir", str(root / "data"), *extra]
-    env = dict(os.environ, PREFECT_HOME=str(root / "prefect"), DO_NOT_TRACK="1",
+           "--data-dir", str(root / _suffixed("data", tag)), *extra]
+    env = dict(os.environ, PREFECT_HOME=str(root / _suffixed("prefect", tag)), DO_NOT_TRACK="1",
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING", TOMCAP_LOG_LEVEL="INFO")
     _log("running: " + " ".join(cmd))
     t0 = time.perf_counter()
-    with open(root / "pipeline.log", "w") as logf:
+    with open(root / _suffixed("pipeline.log", tag), "w") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         sampler = TreeSampler(proc.pid)
         sampler.start()
@@ -226,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runner", choices=("threads", "dask"), default=None)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--map-rows", type=int, default=None)
+    ap.add_argument("--tag", default="", help="run name inside --root: data-<tag>/ (reuses its models and images)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
     import tempfile
@@ -236,28 +271,31 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     cfg, facts = setup(root, sizes, yaml.safe_load(TEMPLATE.read_text()))
     facts["setup_s"] = round(time.perf_counter() - t0, 1)
-    config_path = root / "rehearsal.run.yaml"
+    config_path = root / f"{_suffixed('rehearsal', args.tag)}.run.yaml"
     config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     extra = []
     for flag, value in (("--runner", args.runner), ("--workers", args.workers), ("--map-rows", args.map_rows)):
         if value is not None:
             extra += [flag, str(value)]
-    wall, samples, rc = run_pipeline(root, config_path, extra)
+    wall, samples, rc = run_pipeline(root, config_path, extra, args.tag)
+    log_path, data_dir = root / _suffixed("pipeline.log", args.tag), root / _suffixed("data", args.tag)
     if rc != 0:
-        _log(f"pipeline failed (exit {rc}); last lines of {root / 'pipeline.log'}:")
-        print("\n".join((root / "pipeline.log").read_text().splitlines()[-30:]), file=sys.stderr)
+        _log(f"pipeline failed (exit {rc}); last lines of {log_path}:")
+        print("\n".join(log_path.read_text().splitlines()[-30:]), file=sys.stderr)
         return 1
-    rows = stage_table(root / "data", samples)
-    total = {"wall_s": round(wall, 1), "peak_rss_mb": round(max(r for _, r in samples), 0) if samples else None}
+    rows = stage_table(data_dir, samples)
+    total = {"wall_s": round(wall, 1), "cpu_s": round(samples[-1][2], 1) if samples else None,
+             "peak_rss_mb": round(max(r for _, r, _ in samples), 0) if samples else None,
+             "load_avg_1m_end": round(os.getloadavg()[0], 1)}
     evaluation = next((r for r in rows if r["stage"] == "evaluate"), None)
     metrics = {}
     if evaluation is not None:
-        m = json.loads(next((root / "data" / "artifacts" / "evaluate").glob("*/manifest.json")).read_text())
+        m = json.loads(next((data_dir / "artifacts" / "evaluate").glob("*/manifest.json")).read_text())
         metrics = {k: v for k, v in (m.get("info") or {}).get("metrics", {}).items() if not isinstance(v, dict)}
     report = {"mode": "quick" if args.quick else "full", "cpus": os.cpu_count(), "device": "cpu",
               "gpu": "not measured: no device lent", "sizes": sizes, "setup": facts, "stages": rows,
               "pipeline": total, "metrics_random_init": metrics, "root": str(root), "extra_args": extra}
-    out = args.out or root / "rehearsal.json"
+    out = args.out or root / f"{_suffixed('rehearsal', args.tag)}.json"
     out.write_text(json.dumps(report, indent=2))
     print(markdown(rows, total))
     _log(f"report: {out}")

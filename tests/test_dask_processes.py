@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flow_helpers import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
 
 from tomcap.artifacts import load_ref
 from tomcap.embed import EmbeddingSet
-
-from flow_helpers import pipeline_yaml  # tests/ is on sys.path (pytest rootdir conftest)
 
 DEADLINE_S = 900
 MAP_ROWS = 100

@@ -66,3 +66,17 @@ def test_cached_gpt2_loads_cache_only_when_offline(tmp_path, monkeypatch):
     monkeypatch.setattr("tomcap.hub.cached_file", lambda repo, names: None)
     with pytest.raises(ConfigError, match="gpt2_dir"):
         adaptor.hub_load_kwargs("gpt2")
+
+
+def test_cached_clip_tag_loads_cache_only_when_offline(monkeypatch):
+    from huggingface_hub import constants
+
+    from tomcap.clip import tag_weights_access
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("tomcap.hub.cached_file", lambda repo, names: f"/cache/{repo}/{names[0]}")
+    with tag_weights_access("ViT-B-32", "openai"):
+        assert constants.HF_HUB_OFFLINE  # open_clip's hf_hub_download serves the cached file, no request
+    monkeypatch.setattr("tomcap.hub.cached_file", lambda repo, names: None)
+    with pytest.raises(ConfigError, match="ViT-B-32"):
+        tag_weights_access("ViT-B-32", "openai")

@@ -78,7 +78,8 @@ def tag_weights_cached(name: str, tag: str) -> bool:
 
         model_id, filename = os.path.split(cfg["hf_hub"])
         filename = filename or oc.HF_WEIGHTS_NAME
-        if cached_file(model_id, (*oc._get_safe_alternatives(filename), filename)):
+        safe = getattr(oc, "_get_safe_alternatives", lambda f: ())  # open_clip's .safetensors names, if it has them
+        if cached_file(model_id, (*safe(filename), filename)):
             return True
     url = cfg.get("url")
     return bool(url) and os.path.exists(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url)))

@@ -54,7 +54,7 @@ def hub_load_kwargs(source: str) -> dict[str, Any]:
     raise ConfigError(f"GPT-2 weights '{source}' are not in the local Hugging Face cache ({cache_location()}) and "
                       f"{hub_endpoint()} is unreachable (offline)",
                       fix="set train.model.gpt2_dir to a local GPT-2 folder (config.json, model.safetensors, tokenizer "
-                          "files: save_pretrained on a machine with network), or fill HF_HOME's cache there and copy it")
+                          "files: save_pretrained on a machine with network), or fill HF_HOME's cache and copy it")
 
 
 def load_tokenizer(source: str) -> Any:

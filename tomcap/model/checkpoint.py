@@ -220,12 +220,14 @@ def base_decoder_config(folder: Path, ckpt: Checkpoint, gpt2_dir: Path | None = 
         found = decoder_fingerprint(cfg)
         if found != saved:
             raise ConfigError(f"the GPT-2 folder {cfg.gpt2_dir} holds another decoder (fingerprint {found[:12]}) than "
-                              f"the one this checkpoint was trained on ({saved[:12]})", path=Path(folder) / CHECKPOINT_JSON,
+                              f"the one this checkpoint was trained on ({saved[:12]})",
+                              path=Path(folder) / CHECKPOINT_JSON,
                               fix="pass the original GPT-2 folder (load_adaptor(folder, gpt2_dir=...)) or retrain")
     return cfg
 
 
-def load_adaptor(folder: Path, device: str | torch.device | None = "auto", gpt2_dir: Path | None = None) -> TomcapAdaptor:
+def load_adaptor(folder: Path, device: str | torch.device | None = "auto",
+                 gpt2_dir: Path | None = None) -> TomcapAdaptor:
     """Rebuild the adaptor from a checkpoint folder: its config JSON and trainable weights on top of the
     base GPT-2 it names (``gpt2_dir`` overrides the saved folder, e.g. after moving it). ``device``
     "auto": CUDA when present."""

@@ -12,10 +12,12 @@ from pathlib import Path
 from prefect import flow
 
 from flows.pipeline import run_stages
+from tasks.models import register_model
 from tasks.summary import publish_datastore_comparison, publish_run_summary
 from tomcap.artifacts import ArtifactRef, load_ref
 from tomcap.config import canonical_json, hash_text
 from tomcap.corpus.config import SourceConfig
+from tomcap.registry import CHAMPION, Registry
 from tomcap.settings import PipelineConfig, load_pipeline_config, overlay
 
 RUN_NAME_HASH_CHARS = 8
@@ -55,7 +57,9 @@ def evaluate_run_name() -> str:
     from prefect.runtime import flow_run
 
     p = flow_run.parameters
-    index = p.get("index")
+    if not p.get("checkpoint"):
+        return f"evaluate-{p.get('model') or CHAMPION}"
+    index = p.get("index") or "model"
     n = len(index) if isinstance(index, list) else 1
     ckpt = Path(str(p.get("checkpoint") or "checkpoint")).name[:RUN_NAME_HASH_CHARS]
     store = f"{n}-datastores" if n > 1 else Path(str(index[0] if isinstance(index, list) else index)).name
@@ -78,7 +82,9 @@ def retrain(config: PipelineConfig | None = None, config_file: str | None = None
     """
     cfg = resolve(config, config_file, corpus_path)
     refs = run_stages(cfg, data_dir, "evaluate")
-    publish_run_summary("retrain", refs)
+    model = register_model(str(cfg.resolved_data_dir(data_dir)), {k: refs[k] for k in ("train", "index", "evaluate")},
+                           cfg.promotion)
+    publish_run_summary("retrain", refs, model)
     return refs["evaluate"]
 
 
@@ -94,24 +100,28 @@ def _datastores(cfg: PipelineConfig, data_dir: str | None, index: str | list[str
 
 
 @flow(name="tomcap-evaluate-checkpoint", flow_run_name=evaluate_run_name)
-def evaluate_checkpoint(checkpoint: str, index: str | list[str], corpora: list[str] | None = None,
-                        config: PipelineConfig | None = None, config_file: str | None = None,
-                        data_dir: str | None = None) -> ArtifactRef:
+def evaluate_checkpoint(model: str = CHAMPION, checkpoint: str | None = None, index: str | list[str] | None = None,
+                        corpora: list[str] | None = None, config: PipelineConfig | None = None,
+                        config_file: str | None = None, data_dir: str | None = None) -> ArtifactRef:
     """Caption and score the test set with a checkpoint and one or more datastores.
 
     With several datastores (index folders, or caption files to index) the run also writes a comparison
     table, datastore x metrics; only generation and evaluation run per datastore.
 
     Args:
-        checkpoint: 'train' artifact folder on the worker
-        index: 'index' artifact folder (the datastore), or a list of them to compare
+        model: model version or alias (champion, latest, v3) whose checkpoint and datastore are used where
+            checkpoint / index are not given
+        checkpoint: 'train' artifact folder on the worker (default: the model's)
+        index: 'index' artifact folder (the datastore), or a list of them to compare (default: the model's)
         corpora: caption files on the worker, each indexed as one more datastore to compare
         config: pipeline config (test_images, generate, evaluate sections); fields set here override config_file's
         config_file: pipeline YAML on the worker whose values are the defaults of this run
         data_dir: artifact root on the worker
     """
     cfg = resolve(config, config_file)
-    train = load_ref(checkpoint, "train")
+    registered = None if checkpoint and index else Registry(cfg.resolved_data_dir(data_dir)).resolve(model)
+    train = load_ref(checkpoint, "train") if checkpoint else registered["checkpoint"]
+    index = index or registered["datastore"].path
     refs: dict[str, ArtifactRef] = {"train": train}
     evaluations = {}
     for name, store in _datastores(cfg, data_dir, index, corpora).items():

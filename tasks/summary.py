@@ -16,9 +16,14 @@ SUMMARY_KEY = "tomcap-run-summary"
 COMPARISON_KEY = "tomcap-datastore-comparison"
 
 
-def run_summary_markdown(kind: str, refs: dict[str, ArtifactRef]) -> str:
-    """Markdown: the metrics of the evaluation, then one row per stage artifact of the run."""
+def run_summary_markdown(kind: str, refs: dict[str, ArtifactRef], model: dict | None = None) -> str:
+    """Markdown: the model version and its promotion, the metrics of the evaluation, then one row per
+    stage artifact of the run."""
     lines = [f"# tomcap {kind}", ""]
+    if model is not None:
+        verdict = "promoted to champion" if model["promoted"] else "not promoted"
+        aliases = ", ".join(f"`{a}` -> {n}" for a, n in sorted(model["aliases"].items()))
+        lines += [f"Model version **{model['version']}**: {verdict} ({model['reason']}). Aliases: {aliases}", ""]
     if "evaluate" in refs:
         lines += ["## Metrics", "", md_table(metrics_table(refs["evaluate"])), ""]
     corpus = refs.get("corpus")
@@ -30,8 +35,8 @@ def run_summary_markdown(kind: str, refs: dict[str, ArtifactRef]) -> str:
     return "\n".join(lines)
 
 
-def publish_run_summary(kind: str, refs: dict[str, ArtifactRef]) -> None:
-    create_markdown_artifact(key=SUMMARY_KEY, markdown=run_summary_markdown(kind, refs),
+def publish_run_summary(kind: str, refs: dict[str, ArtifactRef], model: dict | None = None) -> None:
+    create_markdown_artifact(key=SUMMARY_KEY, markdown=run_summary_markdown(kind, refs, model),
                              description=f"tomcap {kind}: metrics and the artifacts of this run")
 
 

@@ -74,3 +74,35 @@ def test_evaluate_deployment_compares_datastores_and_summarises_its_run(prefect_
     rows = json.loads(table[0].data)
     assert [r["datastore"] for r in rows] == [index.name, "corpus:other.jsonl"] and all("CIDEr" in r for r in rows)
     assert summary and "## Metrics" in summary[0].data
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_retrain_registers_a_version_and_the_gate_decides_the_champion(prefect_harness, tmp_path):
+    from flow_helpers import pipeline_yaml
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.deployments import evaluate_checkpoint, retrain
+    from tasks.models import PROMOTION_KEY
+    from tomcap.registry import Registry
+
+    config = pipeline_yaml(tmp_path, n_scenes=60, train_steps=3)
+    data = str(tmp_path / "data")
+    retrain(config_file=str(config), data_dir=data)
+    registry = Registry(data)
+    assert registry.state().aliases == {"latest": "v1", "champion": "v1"}
+    # A second retrain from the run form (more steps): a new version; the gate (CIDEr, tolerance 0) decides.
+    form = PipelineConfig.model_validate({"train": {"steps": 4, "warmup_steps": 2}})
+    retrain(config=form, config_file=str(config), data_dir=data)
+    state = registry.state()
+    v1, v2 = registry.get("v1"), registry.get("v2")
+    assert state.aliases["latest"] == "v2" and v2.record.checkpoint.key != v1.record.checkpoint.key
+    promoted = v2.metrics["CIDEr"] >= v1.metrics["CIDEr"]
+    assert state.aliases["champion"] == ("v2" if promoted else "v1")
+    with get_client(sync_client=True) as client:
+        promo = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[PROMOTION_KEY])))
+    verdict = "promoted to **champion**" if promoted else "stays a **challenger**"
+    assert any(a.data.startswith(f"# Model v2: {verdict}") for a in promo), [a.data[:40] for a in promo]
+    ev = evaluate_checkpoint(config_file=str(config), data_dir=data)  # default: the champion's artifacts
+    assert ev.manifest().upstream["generate"]

@@ -6,7 +6,6 @@ editing one section recomputes that stage and what is downstream of it, nothing 
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -14,14 +13,15 @@ from pydantic import Field, model_validator
 from .config import StageConfig, read_yaml_mapping, validate_config
 from .constants import DEFAULT_DATA_DIR
 from .corpus.config import CorpusConfig
-from .world.config import WorldConfig
-from .evaluate.config import EvaluateConfig
-from .train.config import TrainConfig
-from .embed.config import EmbedConfig, ImageEmbedConfig
-from .gap_config import GapConfig
-from .index.config import IndexConfig
-from .generate.config import GenerateConfig
 from .demo.config import DemoConfig
+from .embed.config import EmbedConfig, ImageEmbedConfig
+from .evaluate.config import EvaluateConfig
+from .gap_config import GapConfig
+from .generate.config import GenerateConfig
+from .index.config import IndexConfig
+from .registry import PromotionConfig
+from .train.config import TrainConfig
+from .world.config import WorldConfig
 
 CLIP_FIELDS = ("model", "pretrained", "init_seed")
 CLIP_SECTIONS = ("embed", "embed_images", "test_images", "paired_images")
@@ -67,6 +67,8 @@ class PipelineConfig(StageConfig):
     generate: GenerateConfig = GenerateConfig()
     demo: DemoConfig = DemoConfig()
     runner: RunnerConfig = Field(default=RunnerConfig(), description="where scale-out tasks run (embed.map_rows)")
+    promotion: PromotionConfig = Field(default=PromotionConfig(),
+                                       description="when a retrained model becomes the champion")
 
     @model_validator(mode="before")
     @classmethod

@@ -34,7 +34,8 @@ def test_retrain_parameters_are_typed_and_documented():
     assert train_fields["steps"]["default"] == PipelineConfig().train.steps
     assert not schema.get("required")  # "Quick run" needs no dialog
     ev = parameter_schema(evaluate_checkpoint.fn).model_dump()
-    assert set(ev["required"]) == {"checkpoint", "index"}
+    assert not ev.get("required") and ev["properties"]["model"]["default"] == "champion"
+    assert all(v.get("description") for v in ev["properties"].values())
 
 
 @pytest.mark.slow

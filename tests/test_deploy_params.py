@@ -107,3 +107,12 @@ def test_retrain_registers_a_version_and_the_gate_decides_the_champion(prefect_h
     assert any(a.data.startswith(f"# Model v2: {verdict}") for a in promo), [a.data[:40] for a in promo]
     ev = evaluate_checkpoint(config_file=str(config), data_dir=data)  # default: the champion's artifacts
     assert ev.manifest().upstream["generate"]
+    # The CLI picks the champion too, any version by name, and names an unknown one.
+    from pathlib import Path
+
+    from tomcap.cli.main import main
+
+    image = str(next(Path(yaml.safe_load(config.read_text())["test_images"]["images"]).glob("*.png")))
+    for model in ([], ["--model", "v1"], ["--model", "latest"]):
+        assert main(["caption", image, "--config", str(config), "--data-dir", data, "--json", *model]) == 0
+    assert main(["caption", image, "--config", str(config), "--data-dir", data, "--model", "v9"]) == 2

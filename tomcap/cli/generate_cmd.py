@@ -43,10 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_artifact_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="champion|latest|VERSION",
+                   help="registered model version whose checkpoint and datastore to use (default: champion, "
+                        "when the data dir has a model registry)")
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help="'train' artifact folder (default: the newest full text-only checkpoint in the data dir)")
+                   help="'train' artifact folder (default: the model's, else the newest full text-only checkpoint)")
     p.add_argument("--index", type=Path, default=None,
-                   help="'index' artifact folder (default: the newest datastore of the checkpoint's CLIP model)")
+                   help="'index' artifact folder (default: the model's, else the newest datastore of the "
+                        "checkpoint's CLIP model)")
 
 
 def _newest(store: ArtifactStore, stage: str, accept) -> ArtifactRef:
@@ -56,9 +60,17 @@ def _newest(store: ArtifactStore, stage: str, accept) -> ArtifactRef:
 
 
 def resolve_artifacts(args: argparse.Namespace, data_dir: Path) -> tuple[ArtifactRef, ArtifactRef]:
-    """The checkpoint and datastore given, else the newest suitable ones in the data dir."""
+    """The checkpoint and datastore given, else the registered model's (``--model``, default the champion
+    when there is a registry), else the newest suitable ones in the data dir."""
     from ..artifacts import ArtifactStore, load_ref
+    from ..registry import CHAMPION, Registry
 
+    registry = Registry(data_dir)
+    model = args.model or (CHAMPION if registry.state().aliases.get(CHAMPION) else None)
+    if model is not None and not (args.checkpoint and args.index):
+        refs = registry.resolve(model)
+        return (load_ref(args.checkpoint, "train") if args.checkpoint else refs["checkpoint"],
+                load_ref(args.index, "index") if args.index else refs["datastore"])
     store = ArtifactStore(data_dir)
     train = load_ref(args.checkpoint, "train") if args.checkpoint else _newest(
         store, "train", lambda m: all(m.config.get(k) == v for k, v in FULL_RECIPE.items()))

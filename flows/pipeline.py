@@ -41,7 +41,8 @@ def tomcap_pipeline(config: PipelineConfig, data_dir: str | None = None) -> Arti
 
 
 @flow(name="tomcap-evaluate")
-def evaluate(config: PipelineConfig, checkpoint: str, index: str, data_dir: str | None = None) -> dict[str, ArtifactRef]:
+def evaluate(config: PipelineConfig, checkpoint: str, index: str,
+             data_dir: str | None = None) -> dict[str, ArtifactRef]:
     """Caption the test images with a checkpoint and a datastore (artifact folders) and score them.
 
     This is how a datastore is swapped: pass another index artifact; only these stages rerun."""

@@ -66,7 +66,8 @@ def _drop_if_stale(task: Any, record_key: str, current: ArtifactRef | None) -> N
     storage = store.metadata_storage or store.result_storage
     resolve = getattr(storage, "_resolve_path", None)
     if resolve is None:
-        log.warning("cannot drop stale cache record %s from %r; set PREFECT_TASKS_REFRESH_CACHE=true", record_key, storage)
+        log.warning("cannot drop stale cache record %s from %r; set PREFECT_TASKS_REFRESH_CACHE=true", record_key,
+                    storage)
         return
     Path(resolve(record_key)).unlink(missing_ok=True)
     log.warning("dropped stale cache record %s (artifact missing or rebuilt)", record_key)

@@ -19,5 +19,6 @@ class GapConfig(StageConfig):
     renormalize: bool = Field(default=True, description="L2-normalise corrected text embeddings")
     noise_std: float = Field(default=DEFAULT_NOISE_STD, ge=0,
                              description="per-dim noise std used when no paired set is given (CapDec: sqrt(0.016))")
-    sample_rows: int = Field(default=20_000, ge=2, description="rows per modality sampled for the Fréchet gap and plots")
+    sample_rows: int = Field(default=20_000, ge=2,
+                             description="rows per modality sampled for the Fréchet gap and plots")
     seed: int = 0

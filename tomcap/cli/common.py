@@ -14,8 +14,10 @@ if TYPE_CHECKING:  # settings reads every stage config: imported when a command 
 def add_stage_args(p: argparse.ArgumentParser) -> None:
     """--config, --data-dir and --json, which every stage subcommand takes."""
     p.add_argument("--config", type=Path, default=None, help="pipeline YAML (see configs/)")
-    p.add_argument("--data-dir", type=Path, default=None, help="artifact root (default: config's data_dir, else $TOMCAP_DATA_DIR or ./data)")
-    p.add_argument("--json", action="store_true", help="print the artifact manifest as one JSON object on the last line")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="artifact root (default: config's data_dir, else $TOMCAP_DATA_DIR or ./data)")
+    p.add_argument("--json", action="store_true",
+                   help="print the artifact manifest as one JSON object on the last line")
     p.add_argument("--force", action="store_true", help="rebuild even if a valid cached artifact exists")
 
 

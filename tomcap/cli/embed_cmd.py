@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_stage_args(q)
     q.add_argument("--images", type=Path, help="folder of images (default: embed_images.images)")
     _add_model_args(q)
-    q.add_argument("--skip-bad-images", action="store_true", default=None, help="skip unreadable images instead of failing")
+    q.add_argument("--skip-bad-images", action="store_true", default=None,
+                   help="skip unreadable images instead of failing")
     q.add_argument("--image-id-regex", help="regex whose group 1 is the image id (default: file stem)")
     q.set_defaults(func=run_images)
 

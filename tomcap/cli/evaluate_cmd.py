@@ -15,7 +15,8 @@ _GLOB_CHARS = "*?["
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score captions: BLEU/METEOR/ROUGE-L/CIDEr (pycocoevalcap-identical), CLIP metrics")
+    p = sub.add_parser("evaluate",
+                       help="score captions: BLEU/METEOR/ROUGE-L/CIDEr (pycocoevalcap-identical), CLIP metrics")
     add_stage_args(p)
     p.add_argument("--refs", type=Path, default=None,
                    help="references: COCO annotations, Karpathy/NoCaps list or Parquet (omit for paired files)")
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--id-key", default=None, help="image id field of paired files (default: detect)")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (saves the jar's ~8 s table load)")
     p.add_argument("--no-spice", action="store_true", help="skip SPICE even if its jars are installed")
-    p.add_argument("--meteor-workers", type=int, default=None, help="METEOR processes (default: one per core, at most 2)")
+    p.add_argument("--meteor-workers", type=int, default=None,
+                   help="METEOR processes (default: one per core, at most 2)")
     p.add_argument("--no-meteor-cache", action="store_true",
                    help="do not keep a METEOR paraphrase table filtered to these references in <data-dir>/cache")
     p.add_argument("--require-full-coverage", action="store_true", default=None,

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ..generate.config import GenerateConfig
     from ..settings import PipelineConfig
 
-FULL_RECIPE = {"query": "text", "gap_correction": True, "noise": True, "retrieval_prompt": True, "retrieval_cross": True}
+FULL_RECIPE = {"query": "text", "gap_correction": True, "noise": True, "retrieval_prompt": True,
+               "retrieval_cross": True}
 """Training switches of the full text-only TOMCap model (the default checkpoint of `tomcap caption`)."""
 
 
@@ -119,8 +120,8 @@ def run_caption(args: argparse.Namespace) -> int:
     train, index = resolve_artifacts(args, data_dir)
     gen, clip_cfg = decode_config(cfg, args.guidance), cfg.test_images
     session = CaptionSession.open(gen, train, index, clip_cfg, model_fingerprint(clip_cfg))
-    enc = encode_images(clip_for(clip_cfg), args.image, names=[str(p) for p in args.image], batch_size=clip_cfg.batch_size,
-                        precision=clip_cfg.precision, progress=False, skip_bad_images=args.skip_bad_images,
+    enc = encode_images(clip_for(clip_cfg), args.image, names=[str(p) for p in args.image],
+                        batch_size=clip_cfg.batch_size, precision=clip_cfg.precision, progress=False, skip_bad_images=args.skip_bad_images,
                         skip_hint="pass --skip-bad-images")
     for name, reason in enc.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)

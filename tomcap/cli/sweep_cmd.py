@@ -26,7 +26,8 @@ def parse_scales(text: str) -> tuple[float, ...]:
     try:
         scales = tuple(float(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise ConfigError(f"--scales '{text}' is not a comma-separated list of numbers", fix="e.g. --scales 0,1,2,3") from None
+        raise ConfigError(f"--scales '{text}' is not a comma-separated list of numbers",
+                          fix="e.g. --scales 0,1,2,3") from None
     if not scales or min(scales) < 0:
         raise ConfigError(f"--scales '{text}' needs at least one scale, all >= 0", fix="e.g. --scales 0,1,2,3")
     return scales

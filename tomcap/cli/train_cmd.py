@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import run_until
 
     cfg, data_dir = load_config(args)
-    ref = run_until(cfg, data_dir, "train", given_refs(args, data_dir), force={"train"} if args.force else set())["train"]
+    ref = run_until(cfg, data_dir, "train", given_refs(args, data_dir),
+                    force={"train"} if args.force else set())["train"]
     info = ref.manifest().info
     p = info.get("params", {})
     lines = [f"trainable parameters: {p.get('trainable')} / {p.get('total')} ({100 * p.get('share', 0):.2f}%)",

@@ -32,7 +32,8 @@ class Caption:
 
 
 def build_streams(model: nn.Module, image_emb: torch.Tensor, retrieved_texts: list[list[str]],
-                  retrieved_emb: torch.Tensor | None, guidance: Guidance, prompt_budget: int) -> dict[str, list[Stream]]:
+                  retrieved_emb: torch.Tensor | None, guidance: Guidance,
+                  prompt_budget: int) -> dict[str, list[Stream]]:
     """Streams per role for B images.
 
     image_emb (B, D_clip); retrieved_emb (B, K, D_clip) or None (no retrieval in cross-attention);

@@ -37,7 +37,8 @@ def upstream_fingerprints(config: GenerateConfig, train: ArtifactRef, index: Art
 
 def _existing(path: Path) -> Path:
     if not Path(path).is_file():
-        raise InputDataError("annotation file not found", path=path, fix="set generate.annotations to a COCO annotation file")
+        raise InputDataError("annotation file not found", path=path,
+                             fix="set generate.annotations to a COCO annotation file")
     return Path(path)
 
 
@@ -52,7 +53,8 @@ def coco_ids_by_file(annotations: Path, files: list[str]) -> list[int]:
     return [by_name[Path(f).name] for f in files]
 
 
-def _build(config: GenerateConfig, train: ArtifactRef, index: ArtifactRef, images: ArtifactRef, tmp: Path) -> BuildOutput:
+def _build(config: GenerateConfig, train: ArtifactRef, index: ArtifactRef, images: ArtifactRef,
+           tmp: Path) -> BuildOutput:
     imgs = EmbeddingSet.open(images)
     clip_cfg = ImageEmbedConfig.model_validate(imgs.ref.manifest().config)
     session = CaptionSession.open(config, train, index, clip_cfg, imgs.model_fingerprint)

@@ -61,7 +61,8 @@ PLOT_FILE, TABLE_FILE = "pareto.png", "sweep.json"
 class SweepConfig(StageConfig):
     scales: tuple[float, ...] = Field(default=(0.0, 1.0, 1.5, 2.0, 3.0, 4.0), description="CFG scales (>= 0)")
     x_metric: str = "CIDEr"
-    y_metric: str = Field(default="CLIPScore", description="falls back to Bleu_4 when the evaluation has no CLIP metrics")
+    y_metric: str = Field(default="CLIPScore",
+                          description="falls back to Bleu_4 when the evaluation has no CLIP metrics")
 
 
 def with_guidance(config: GenerateConfig, scale: float) -> GenerateConfig:
@@ -102,7 +103,8 @@ def run_sweep_report(config: SweepConfig, data_dir: Path | str, *, evaluation: A
 
 
 def run_guidance_sweep(config: SweepConfig, generate: GenerateConfig, evaluate: EvaluateConfig, data_dir: Path | str,
-                       *, train: ArtifactRef, index: ArtifactRef, images: ArtifactRef) -> tuple[ArtifactRef, ArtifactRef]:
+                       *, train: ArtifactRef, index: ArtifactRef,
+                       images: ArtifactRef) -> tuple[ArtifactRef, ArtifactRef]:
     """One generation per scale (each cached), one evaluation of them all, the Pareto report:
     returns (evaluation, sweep report)."""
     gens = [run_generate(with_guidance(generate, s), data_dir, train=train, index=index, images=images)

@@ -121,8 +121,8 @@ def run_caption(args: argparse.Namespace) -> int:
     gen, clip_cfg = decode_config(cfg, args.guidance), cfg.test_images
     session = CaptionSession.open(gen, train, index, clip_cfg, model_fingerprint(clip_cfg))
     enc = encode_images(clip_for(clip_cfg), args.image, names=[str(p) for p in args.image],
-                        batch_size=clip_cfg.batch_size, precision=clip_cfg.precision, progress=False, skip_bad_images=args.skip_bad_images,
-                        skip_hint="pass --skip-bad-images")
+                        batch_size=clip_cfg.batch_size, precision=clip_cfg.precision, progress=False,
+                        skip_bad_images=args.skip_bad_images, skip_hint="pass --skip-bad-images")
     for name, reason in enc.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     images = [args.image[i] for i in enc.kept]

@@ -60,8 +60,22 @@ class ShardSink:
         return self.names
 
 
+class ClipInfo:
+    """What an artifact built from CLIP embeddings (an embedding set, a datastore) says of its model."""
+
+    info: dict
+
+    @property
+    def dim(self) -> int:
+        return int(self.info["dim"])
+
+    @property
+    def model_fingerprint(self) -> str:
+        return str(self.info["model_fingerprint"])
+
+
 @dataclass
-class EmbeddingSet:
+class EmbeddingSet(ClipInfo):
     """A text or image embedding artifact, opened memory-mapped."""
 
     ref: ArtifactRef
@@ -79,14 +93,6 @@ class EmbeddingSet:
         shards = [np.load(ref.file(s), mmap_mode="r") for s in m.info["shards"]]
         ids = pl.read_parquet(ref.file(IDS_FILE[ref.stage]))
         return cls(ref=ref, info=dict(m.info), ids=ids, shards=shards)
-
-    @property
-    def dim(self) -> int:
-        return int(self.info["dim"])
-
-    @property
-    def model_fingerprint(self) -> str:
-        return str(self.info["model_fingerprint"])
 
     @property
     def id_column(self) -> str:

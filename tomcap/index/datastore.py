@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from ..artifacts import ArtifactRef, load_ref
-from ..embed.store import EmbeddingSet
+from ..embed.store import ClipInfo, EmbeddingSet
 from ..errors import ArtifactError, InputDataError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def set_refine_k_factor(index, k_factor: int) -> bool:
     return False
 
 
-class Datastore:
+class Datastore(ClipInfo):
     """An opened 'index' artifact. Build one with :func:`tomcap.index.run_index`."""
 
     def __init__(self, ref: ArtifactRef):
@@ -83,14 +83,6 @@ class Datastore:
             raise ArtifactError(f"is a '{ref.stage}' artifact, not a datastore", path=ref.dir,
                                 fix="pass the folder of an 'index' artifact (built by `tomcap index`)")
         return cls(ref)
-
-    @property
-    def dim(self) -> int:
-        return int(self.info["dim"])
-
-    @property
-    def model_fingerprint(self) -> str:
-        return str(self.info["model_fingerprint"])
 
     def __len__(self) -> int:
         return self.meta.height

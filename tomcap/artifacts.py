@@ -278,7 +278,8 @@ class BuildOutput:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (the directory entry itself is flushed)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -488,14 +489,14 @@ class ArtifactStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             for d in {tmp, *(p.parent for p in tmp.rglob("*"))}:
-                _fsync_dir(d)
+                fsync_dir(d)
             if final.exists():
                 # Untrusted leftovers (or a forced rebuild): move aside first so the rename is atomic.
                 trash = final.parent / f"{TRASH_PREFIX}{key}-{uuid.uuid4().hex[:6]}"
                 final.rename(trash)
                 shutil.rmtree(trash, ignore_errors=True)
             tmp.rename(final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         _remember_verified(final, manifest)  # hashed just now, while writing
         log.info("%s: wrote %s", spec.name, final)
         return ArtifactRef(stage=spec.name, key=key, path=str(final), fingerprint=manifest.fingerprint, cached=False)

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, load_ref
+from .artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, fsync_dir, load_ref
 from .config import StageConfig
 from .errors import ArtifactError, ConfigError
 
@@ -172,14 +172,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Registry:
     """The model versions and aliases of one data dir."""
 
@@ -219,7 +211,7 @@ class Registry:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.state_path)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def _change(self, state: RegistryState, action: str, version: str | None, **detail: Any) -> RegistryState:
         state.revision += 1

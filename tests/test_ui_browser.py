@@ -7,7 +7,9 @@ What it covers:
   deployment's own page shows an upcoming auto-scheduled run (the scheduler works);
 - retrain is started from its Custom run form (config_file set to a tiny pipeline YAML) and completes;
 - the gap report, training curve and sample-captions artifacts of that run render their pictures
-  (``img`` elements with a non-zero natural width: inlined PNG data URIs, not file links).
+  (``img`` elements with a non-zero natural width: inlined PNG data URIs, not file links);
+- the same run submitted again: every stage task Cached, and the stage artifacts on the new run too.
+A 503 from the form's submit (SQLite busy on a loaded machine) is retried, as a user would.
 Screenshots go to the test's tmp folder, and also to $TOMCAP_UI_SCREENSHOTS if set (for the README).
 The test stops only the processes it started.
 """
@@ -25,15 +27,20 @@ import pytest
 from flow_helpers import pipeline_yaml
 from test_deployments import PREFECT, REPO, RUN_TIMEOUT_S, _cli, _stop, prefect_server  # noqa: F401
 
+from tomcap.pipeline import STAGES
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (pip install -e .[dev])")
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+STAGE_NAMES = {s.name for s in STAGES}
 
 CHROMIUM = Path(os.environ.get("TOMCAP_CHROMIUM", "/usr/lib/chromium/chromium"))  # Debian's binary behind the wrapper
 POOL = "tomcap-process"
 DEPLOYMENT = "tomcap-retrain/retrain"
 PAGE_TIMEOUT_MS = 60_000
 SCHEDULE_WAIT_S = 90
+SUBMIT_ATTEMPTS = 3
 LOCAL_PREFIXES = ("http://127.0.0.1", "data:", "blob:", "about:")
 
 if not CHROMIUM.is_file():
@@ -77,7 +84,8 @@ def _artifact_of_run(env: dict, key: str, run_id: str) -> str:
 
 
 @pytest.fixture
-def worker(request, tmp_path):
+def worker(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_API_LOG_RETRYABLE_ERRORS", "true")  # a 503's cause goes to server.log
     env = request.getfixturevalue("prefect_server")  # tests/test_deployments.py's real server
     _cli(env, "work-pool", "create", POOL, "--type", "process")
     _cli(env, "--no-prompt", "deploy", "--all")
@@ -130,6 +138,23 @@ def _open(page, url: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def _submit_custom_run(page, ui: str, deployment_id: str, config_file: Path, shot: Path | None = None) -> str:
+    """Fill config_file in the deployment's Custom run form, submit; the created flow run's id."""
+    _open(page, f"{ui}/deployments/deployment/{deployment_id}/run")
+    field = page.locator("label", has_text="config_file").first.locator("xpath=following::textarea[1]")
+    field.fill(str(config_file))
+    if shot is not None:
+        _shot(page, shot, "custom-run")
+    for _ in range(SUBMIT_ATTEMPTS):
+        with page.expect_response(lambda r: r.url.endswith("/create_flow_run")) as created:
+            page.get_by_role("button", name="Submit", exact=True).click()
+        if created.value.status != 503:  # SQLite busy on a loaded machine: the server asks to retry, as a user would
+            break
+        page.wait_for_timeout(2000)
+    assert created.value.ok, created.value.text()
+    return created.value.json()["id"]
+
+
 def _rendered_images(page) -> list[int]:
     """Natural widths of the data-URI images on the page (0: the browser could not decode one)."""
     page.wait_for_selector("img[src^='data:image/png;base64,']")
@@ -154,20 +179,23 @@ def test_retrain_from_the_ui_and_its_pictures(worker, page, tmp_path):
     page.get_by_text("Scheduled for").first.wait_for()
 
     tiny = pipeline_yaml(tmp_path / "tiny", n_scenes=40, train_steps=3)
-    _open(page, f"{ui}/deployments/deployment/{deployment['id']}/run")
-    field = page.locator("label", has_text="config_file").first.locator("xpath=following::textarea[1]")
-    field.fill(str(tiny))
-    _shot(page, tmp_path, "custom-run")
-    with page.expect_response(lambda r: r.url.endswith("/create_flow_run")) as created:
-        page.get_by_role("button", name="Submit", exact=True).click()
-    assert created.value.ok, created.value.text()
-    run_id = created.value.json()["id"]
+    run_id = _submit_custom_run(page, ui, deployment["id"], tiny, shot=tmp_path)
     run = _wait_final(env, run_id, worker_log)
     assert run["state_type"] == "COMPLETED", worker_log.read_text()[-4000:]
     assert run["deployment_id"] == deployment["id"] and run["parameters"]["config_file"] == str(tiny)
     _open(page, f"{ui}/runs/flow-run/{run_id}")
     page.get_by_text("Completed").first.wait_for()
     _shot(page, tmp_path, "flow-run")
+
+    # The same run again from the form: every stage is served from cache, the run still carries the artifacts.
+    rerun_id = _submit_custom_run(page, ui, deployment["id"], tiny)
+    rerun = _wait_final(env, rerun_id, worker_log)
+    assert rerun["state_type"] == "COMPLETED", worker_log.read_text()[-4000:]
+    tasks = _api(env, "/task_runs/filter", {"flow_runs": {"id": {"any_": [rerun_id]}}})
+    stages = {t["name"]: t["state_name"] for t in tasks if t["name"].rsplit("-", 1)[0] in STAGE_NAMES}
+    assert len(stages) >= 6 and set(stages.values()) == {"Cached"}, stages  # model registration reruns (idempotent)
+    for key in ("tomcap-gap-report", "tomcap-training-curve", "tomcap-sample-captions", "tomcap-eval-metrics"):
+        _artifact_of_run(env, key, rerun_id)
 
     for key, name, least in (("tomcap-gap-report", "gap-report", 1), ("tomcap-training-curve", "training-curve", 1),
                              ("tomcap-sample-captions", "sample-captions", 2)):

@@ -23,7 +23,9 @@ from tomcap.report_md import (THUMBNAIL_PX, curve_png, image_md, inline_images, 
 log = logging.getLogger(__name__)
 
 SAMPLE_CAPTIONS = 10
-SAMPLE_RETRIEVED = 3
+SAMPLE_RETRIEVED = 2
+RETRIEVED_CHARS = 60
+"""Retrieved captions are cut to this many characters so the table fits the UI (all of them: retrieved.json)."""
 PROGRESS_EVERY_STEPS = 10
 IMAGES_STAGE = "embed_images"
 
@@ -142,6 +144,10 @@ def _image_files(ref: ArtifactRef) -> dict[Any, Path]:
     return {im["id"]: by_name[Path(im["file_name"]).name] for im in images if Path(im["file_name"]).name in by_name}
 
 
+def _clip(text: str, chars: int = RETRIEVED_CHARS) -> str:
+    return text if len(text) <= chars else text[: chars - 1].rstrip() + "…"
+
+
 def samples_markdown(ref: ArtifactRef) -> str:
     """A few generated captions, each with its image thumbnail and the retrieved captions it was prompted with."""
     rows = json.loads(ref.file("retrieved.json").read_text(encoding="utf-8"))[:SAMPLE_CAPTIONS]
@@ -159,7 +165,7 @@ def samples_markdown(ref: ArtifactRef) -> str:
         return f"![image {image_id}]({png_data_uri(f, max_px=THUMBNAIL_PX)})"
 
     table = [{"image": thumb(r["image_id"]), "image id": r["image_id"], "caption": caps.get(r["image_id"], ""),
-              "retrieved": " · ".join(r["retrieved"][:SAMPLE_RETRIEVED]) or "-"} for r in rows]
+              "retrieved": " · ".join(_clip(c) for c in r["retrieved"][:SAMPLE_RETRIEVED]) or "-"} for r in rows]
     return f"# Sample captions ({len(rows)} of {len(caps)})\n\n" + md_table(table) + "\n"
 
 

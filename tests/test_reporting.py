@@ -116,7 +116,7 @@ def test_samples_show_thumbnails_beside_captions(tmp_path):
     def gen_build(tmp):
         (tmp / "results.json").write_text(json.dumps([{"image_id": 7, "caption": "a red square"},
                                                       {"image_id": 9, "caption": "a blue | square"}]))
-        (tmp / "retrieved.json").write_text(json.dumps([{"image_id": 7, "retrieved": ["red", "a red one"]},
+        (tmp / "retrieved.json").write_text(json.dumps([{"image_id": 7, "retrieved": ["red", "a red one", "third"]},
                                                         {"image_id": 9, "retrieved": ["blue"]}]))
         return BuildOutput()
     gen = _artifact(data, "generate", gen_build, upstream={"images": images.fingerprint}, annotations=str(ann))
@@ -125,7 +125,8 @@ def test_samples_show_thumbnails_beside_captions(tmp_path):
     assert len(thumbs) == 2 and all(max(t.size) <= reporting.THUMBNAIL_PX for t in thumbs)
     assert thumbs[0].getpixel((0, 0))[:3] == (255, 0, 0) and thumbs[1].getpixel((0, 0))[:3] == (0, 0, 255)
     lines = [ln for ln in md.splitlines() if ln.startswith("| ![")]
-    assert "a red square" in lines[0] and "red · a red one" in lines[0] and "a blue \\| square" in lines[1]
+    assert "a red square" in lines[0] and "red · a red one |" in lines[0] and "a blue \\| square" in lines[1]
+    assert reporting._clip("x" * 100).endswith("…") and len(reporting._clip("x" * 100)) == reporting.RETRIEVED_CHARS
 
 
 def test_samples_without_image_artifact_still_list_captions(tmp_path):

@@ -11,14 +11,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from tomcap.artifacts import ArtifactError, ArtifactRef, ArtifactStore
 from tomcap.embed.store import ID_COLUMN, IDS_FILE
 from tomcap.generate.sweep import PLOT_FILE as PARETO_PNG
-from tomcap.report_md import (THUMBNAIL_PX, curve_png, image_md, inline_images, md_table, png_data_uri,
-                              rounded_rows)
+from tomcap.report_md import THUMBNAIL_PX, curve_png, image_md, inline_images, md_table, png_data_uri, rounded_rows
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from tomcap.artifacts import ArtifactRef
-from tomcap.registry import CHAMPION, PromotionConfig, Registry, comparison_table
+from tomcap.registry import PromotionConfig, Registry, comparison_table
 from tomcap.report_md import md_table
 
 PROMOTION_KEY = "tomcap-model-promotion"
@@ -30,10 +30,10 @@ def promotion_markdown(version: str, decision, rows: list[dict], aliases: dict[s
 def register_model(data_dir: str, refs: dict[str, ArtifactRef], policy: PromotionConfig) -> dict:
     """Register the retrain's checkpoint + datastore + evaluation as a version and propose it as champion."""
     registry = Registry(data_dir)
-    champion = registry.state().aliases.get(CHAMPION)
-    before = registry.get(champion).metrics if champion else None
     version = registry.register(checkpoint=refs["train"], datastore=refs["index"], evaluation=refs["evaluate"])
     decision = registry.propose(version.name, policy)
+    # The champion the gate compared with under the registry lock (another retrain may have moved it meanwhile).
+    before = registry.get(decision.against).metrics if decision.against else None
     aliases = registry.state().aliases
     create_markdown_artifact(key=PROMOTION_KEY, markdown=promotion_markdown(
         version.name, decision, comparison_table(version.metrics, before), aliases),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tomcap.cli.main import main
 from tomcap.world import WorldConfig, generate_world, parse_caption, render_batch, scene_captions, scene_stream
@@ -80,6 +81,41 @@ def test_generate_world_formats_and_disjoint_splits(tmp_path):
     assert again.corpus_file.read_bytes() == paths.corpus_file.read_bytes()
     first = coco["images"][0]["file_name"]
     assert (again.test_images_dir / first).read_bytes() == (paths.test_images_dir / first).read_bytes()
+
+
+def test_validation_and_novel_splits(tmp_path):
+    from tomcap.world.splits import has_pair, heldout_pairs, split_scenes
+
+    cfg = WorldConfig(n_train_scenes=600, n_test_images=30, n_val_images=30, n_novel_images=20, heldout_pairs=6)
+    pairs = heldout_pairs(cfg)
+    assert len(pairs) == 6 and len({c for c, _ in pairs}) == 6 and len({s for _, s in pairs}) == 6
+    val, test, novel = (split_scenes(cfg, s) for s in ("val", "test", "novel"))
+    assert (len(val), len(test), len(novel)) == (30, 30, 20)
+    keys = [{s.key() for s in x} for x in (val, test, novel)]
+    assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
+    assert all(has_pair(s, pairs) for s in novel) and not any(has_pair(s, pairs) for s in val + test)
+    train = train_scenes(cfg)
+    assert not any(has_pair(s, pairs) for s in train)
+    assert not {s.key() for s in train} & (keys[0] | keys[1] | keys[2])
+    paths = generate_world(tmp_path / "w", cfg)
+    corpus = paths.corpus_file.read_text()
+    # the held-out pairs never occur in a training caption (canonical words; synonyms are parsed the same way)
+    from tomcap.demo.attributes import named_objects
+
+    assert not {p for line in corpus.splitlines() for p in named_objects(json.loads(line)["caption"])} & pairs
+    for split, n in (("val", 30), ("test", 30), ("novel", 20)):
+        sp = paths.split(split)
+        coco = json.loads(sp.annotations.read_text())
+        assert len(coco["images"]) == n and len(sp.scenes.read_text().splitlines()) == n
+        assert all((sp.images_dir / im["file_name"]).is_file() for im in coco["images"])
+    # the test split of a world without held-out pairs is what it always was: the stream's first scenes
+    assert [s.scene_id for s in split_scenes(WorldConfig(n_test_images=5), "test")] == [
+        f"test-{i:07d}" for i in range(5)]
+
+
+def test_novel_split_needs_heldout_pairs():
+    with pytest.raises(ValueError, match="heldout_pairs"):
+        WorldConfig(n_novel_images=5)
 
 
 def test_corpus_stage_reads_the_world_corpus(tmp_path):

@@ -19,21 +19,23 @@ TINY_WORLD = WorldConfig(n_train_scenes=50, n_test_images=30)
 
 
 def test_one_step_clip_trains_saves_and_loads(tmp_path):
-    cfg = ClipTrainConfig(steps=1, finetune_steps=1, batch_size=4, warmup_steps=0)
+    cfg = ClipTrainConfig(steps=1, finetune_steps=1, batch_size=4, warmup_steps=0,
+                          extra_phases=[{"steps": 1, "lr": 1e-4, "mix": (1, 1, 1, 1)}])
     out = train_clip(cfg, TINY_WORLD, tmp_path / "clip.safetensors", device="cpu")
     assert out.weights.is_file() and record_path(out.weights).is_file()
-    assert set(out.record["phases"]) == {"phase1", "phase2"} and out.record["pairs_seen"] == 8
+    assert set(out.record["phases"]) == {"phase1", "phase2", "phase3"} and out.record["pairs_seen"] == 12
     clip = load_clip(WORLD_CLIP_NAME, pretrained=str(out.weights), device="cpu")
     assert clip.embed_dim == 128
     assert float(clip.model.logit_scale.detach().exp()) == pytest.approx(cfg.logit_scale, rel=1e-2)
-    metrics = probe_clip(clip.model, clip.tokenizer, TINY_WORLD, n_images=10)
+    metrics = probe_clip(clip.model, clip.tokenizer, TINY_WORLD, n_images=10, binding_images=10)
     assert metrics["n_texts"] == 50 and 0.0 <= metrics["zero_shot_color"] <= 1.0
+    assert metrics["n_multi"] > 0 and 0.0 <= metrics["binding_scene"] <= metrics["binding_object"] <= 1.0
 
 
 def test_same_seed_same_clip_weights(tmp_path):
     from safetensors.torch import load_file
 
-    cfg = ClipTrainConfig(steps=1, finetune_steps=1, batch_size=4, warmup_steps=0)
+    cfg = ClipTrainConfig(steps=1, finetune_steps=1, batch_size=4, warmup_steps=0, extra_phases=())
     a = load_file(str(train_clip(cfg, TINY_WORLD, tmp_path / "a.safetensors", device="cpu").weights))
     b = load_file(str(train_clip(cfg, TINY_WORLD, tmp_path / "b.safetensors", device="cpu").weights))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -106,8 +108,8 @@ def test_probe_cli_missing_models_is_a_clear_error(tmp_path, capsys):
 def test_build_models_cli_end_to_end(tmp_path, capsys):
     """The real `build-models` path with 1 training step each, a small test split and no real captions."""
     out = tmp_path / "models"
-    assert main(["world", "build-models", "--out", str(out), "--clip-steps", "1", "--clip-finetune-steps", "1", "--gpt2-steps", "1",
-                 "--n-test", "40", "--real-captions", str(tmp_path / "absent.json")]) == 0
+    assert main(["world", "build-models", "--out", str(out), "--clip-steps", "1", "--clip-finetune-steps", "1",
+                 "--clip-extra-steps", "1", "--gpt2-steps", "1", "--n-test", "40", "--real-captions", str(tmp_path / "absent.json")]) == 0
     card = (out / "README.md").read_text()
     assert "zero-shot shape" in card and "held-out perplexity" in card
     assert json.loads((out / "world_models_metrics.json").read_text())["clip"]["n_images"] == 40

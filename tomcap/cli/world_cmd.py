@@ -28,8 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Karpathy JSON mixed into the GPT-2 corpus if it exists")
     b.add_argument("--clip-steps", type=int, default=None, help="override the CLIP training steps")
     b.add_argument("--clip-finetune-steps", type=int, default=None, help="override the CLIP phase-2 steps (0: none)")
+    b.add_argument("--clip-extra-steps", type=int, default=None,
+                   help="override the steps of every CLIP phase after phase 2 (0: none)")
     b.add_argument("--gpt2-steps", type=int, default=None, help="override the GPT-2 training steps")
-    b.add_argument("--threads", type=int, default=None, help="torch CPU threads of both trainings (recorded in the card)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of both trainings (recorded in the card)")
     b.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     _world_args(b)
     b.set_defaults(func=run_build)
@@ -79,6 +82,10 @@ def run_build(args: argparse.Namespace) -> int:
 
     overrides = {"steps": args.clip_steps, "finetune_steps": args.clip_finetune_steps, "threads": args.threads}
     clip_cfg = ClipTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    if args.clip_extra_steps is not None:
+        phases = [] if args.clip_extra_steps == 0 else [p.model_copy(update={"steps": args.clip_extra_steps})
+                                                         for p in clip_cfg.extra_phases]
+        clip_cfg = clip_cfg.model_copy(update={"extra_phases": tuple(phases)})
     gpt2_overrides = {"steps": args.gpt2_steps, "threads": args.threads}
     gpt2_cfg = Gpt2TrainConfig(**{k: v for k, v in gpt2_overrides.items() if v is not None})
     parts = (args.only,) if args.only else PARTS

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .captions import scene_captions
-from .config import UNIFORM_MIX, ClipTrainConfig, WorldConfig
+from .config import UNIFORM_MIX, ClipPhase, ClipTrainConfig, WorldConfig
 from .probe import image_tensor, preprocess_stats, probe_clip
 from .render import render_batch
 from .scenes import Scene, mutate_scene, scene_stream
@@ -142,9 +142,30 @@ def _train_clip(cfg: ClipTrainConfig, world: WorldConfig, out_file: Path, dev: t
     model.logit_scale.requires_grad_(False)
     history, seconds = _run_phase(model, tokenizer, cfg, world, dev, 0, probe_every)
     record = _save(model, cfg, world, dev, out_file, {"phase1": {"seconds": round(seconds, 1), "history": history}})
+    result = TrainResult(weights=out_file, record=record)
     if cfg.finetune_steps:
-        return finetune_clip(cfg, world, out_file, out_file, dev, probe_every)
-    return TrainResult(weights=out_file, record=record)
+        result = finetune_clip(cfg, world, out_file, out_file, dev, probe_every)
+        offset = cfg.steps + cfg.finetune_steps
+        for i, phase in enumerate(cfg.extra_phases):
+            result = continue_clip(cfg, world, out_file, out_file, dev, phase, offset, f"phase{i + 3}", probe_every)
+            offset += phase.steps
+    return result
+
+
+def continue_clip(cfg: ClipTrainConfig, world: WorldConfig, weights: Path, out_file: Path, dev: torch.device,
+                  phase: ClipPhase, step_offset: int, name: str, probe_every: int = 0) -> TrainResult:
+    """One extra phase from saved weights (as phase 2 is run), batches seeded from ``step_offset`` on."""
+    from safetensors.torch import load_file
+
+    before = json.loads(record_path(weights).read_text())
+    model, tokenizer = build_clip(cfg.model_name, dev)
+    model.load_state_dict(load_file(str(weights)))
+    model.logit_scale.requires_grad_(False)
+    phase_cfg = cfg.model_copy(update={"steps": phase.steps, "lr": phase.lr, "hard_negative_mix": phase.mix,
+                                       "warmup_steps": min(cfg.warmup_steps, phase.steps // 10)})
+    history, seconds = _run_phase(model, tokenizer, phase_cfg, world, dev, step_offset, probe_every)
+    phases = {**before["phases"], name: {"seconds": round(seconds, 1), "history": history, "step_offset": step_offset}}
+    return TrainResult(weights=out_file, record=_save(model, cfg, world, dev, out_file, phases))
 
 
 def finetune_phase_config(cfg: ClipTrainConfig) -> ClipTrainConfig:
@@ -221,7 +242,8 @@ def _save(model: Any, cfg: ClipTrainConfig, world: WorldConfig, dev: torch.devic
     save_file(state, str(out_file), metadata={"tomcap": json.dumps({"model_name": cfg.model_name, "seed": cfg.seed},
                                                                    sort_keys=True)})
     seconds = sum(p["seconds"] for p in phases.values())
-    steps = cfg.steps + (cfg.finetune_steps if "phase2" in phases else 0)
+    extra = sum(p.steps for p, name in zip(cfg.extra_phases, (f"phase{i + 3}" for i in range(99))) if name in phases)
+    steps = cfg.steps + (cfg.finetune_steps if "phase2" in phases else 0) + extra
     record = {"model_name": cfg.model_name, "train_config": cfg.model_dump(mode="json"),
               "world_config": world.model_dump(mode="json"), "device": str(dev),
               "train_seconds": round(seconds, 1), "pairs_seen": steps * cfg.batch_size,

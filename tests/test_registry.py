@@ -67,6 +67,9 @@ def test_comparison_table():
     assert by["Bleu_4"]["champion"] is None and "SPICE" not in by
     assert comparison_table({"CIDEr": 0.6}, None) == [{"metric": "CIDEr", "champion": None, "challenger": 0.6,
                                                       "delta": None}]
+    [count] = comparison_table({"n_images": 5000}, {"n_images": 4000})
+    assert count == {"metric": "n_images", "champion": 4000, "challenger": 5000, "delta": 1000}
+    assert all(isinstance(count[k], int) for k in ("champion", "challenger", "delta"))
 
 
 # -- versions in a data dir -------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ What it covers:
 - retrain is started from its Custom run form (config_file set to a tiny pipeline YAML) and completes;
 - the gap report, training curve and sample-captions artifacts of that run render their pictures
   (``img`` elements with a non-zero natural width: inlined PNG data URIs, not file links);
-- the same run submitted again: every stage task Cached, and the stage artifacts on the new run too.
+- the same run submitted again: every stage task Cached, and the stage artifacts and run summary on the
+  new run too;
+- train.steps changed in the typed ``config`` form: the run trains with that value, registers model v2 and
+  its page links the champion-vs-challenger artifact.
 A 503 from the form's submit (SQLite busy on a loaded machine) is retried, as a user would.
 Screenshots go to the test's tmp folder, and also to $TOMCAP_UI_SCREENSHOTS if set (for the README).
 The test stops only the processes it started.
@@ -41,6 +44,7 @@ DEPLOYMENT = "tomcap-retrain/retrain"
 PAGE_TIMEOUT_MS = 60_000
 SCHEDULE_WAIT_S = 90
 SUBMIT_ATTEMPTS = 3
+TINY_WARMUP = 2  # tests/flow_helpers.pipeline_yaml's warmup_steps
 LOCAL_PREFIXES = ("http://127.0.0.1", "data:", "blob:", "about:")
 
 if not CHROMIUM.is_file():
@@ -138,9 +142,17 @@ def _open(page, url: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
-def _submit_custom_run(page, ui: str, deployment_id: str, config_file: Path, shot: Path | None = None) -> str:
-    """Fill config_file in the deployment's Custom run form, submit; the created flow run's id."""
+def _submit_custom_run(page, ui: str, deployment_id: str, config_file: Path, shot: Path | None = None,
+                       train_steps: int | None = None) -> str:
+    """Fill config_file (and, in the typed ``config`` form, train.steps) in the deployment's Custom run form,
+    submit; the created flow run's id."""
     _open(page, f"{ui}/deployments/deployment/{deployment_id}/run")
+    if train_steps is not None:
+        page.get_by_role("button", name="PipelineConfig", exact=True).click()
+        page.get_by_text("Steps (Optional)", exact=True).locator("xpath=following::input[1]").fill(str(train_steps))
+        # The form sends every field; its default warmup (30) would exceed a tiny step count.
+        warmup = page.get_by_text("Warmup Steps (Optional)", exact=True).locator("xpath=following::input[1]")
+        warmup.fill(str(min(TINY_WARMUP, train_steps - 1)))
     field = page.locator("label", has_text="config_file").first.locator("xpath=following::textarea[1]")
     field.fill(str(config_file))
     if shot is not None:
@@ -194,8 +206,22 @@ def test_retrain_from_the_ui_and_its_pictures(worker, page, tmp_path):
     tasks = _api(env, "/task_runs/filter", {"flow_runs": {"id": {"any_": [rerun_id]}}})
     stages = {t["name"]: t["state_name"] for t in tasks if t["name"].rsplit("-", 1)[0] in STAGE_NAMES}
     assert len(stages) >= 6 and set(stages.values()) == {"Cached"}, stages  # model registration reruns (idempotent)
-    for key in ("tomcap-gap-report", "tomcap-training-curve", "tomcap-sample-captions", "tomcap-eval-metrics"):
+    for key in ("tomcap-gap-report", "tomcap-training-curve", "tomcap-sample-captions", "tomcap-eval-metrics",
+                "tomcap-run-summary"):
         _artifact_of_run(env, key, rerun_id)
+
+    # train.steps changed in the typed form: that value trains, a second model version, and the run shows the gate.
+    steps_id = _submit_custom_run(page, ui, deployment["id"], tiny, train_steps=4)
+    steps_run = _wait_final(env, steps_id, worker_log)
+    assert steps_run["state_type"] == "COMPLETED", worker_log.read_text()[-4000:]
+    assert steps_run["parameters"]["config"]["train"]["steps"] == 4
+    trained = [json.loads(m.read_text())["config"]["steps"] for m in (Path(env["TOMCAP_DATA_DIR"]) / "artifacts" /
+                                                                        "train").glob("*/manifest.json")]
+    assert sorted(trained) == [3, 4], trained
+    _open(page, f"{ui}/artifacts/artifact/{_artifact_of_run(env, 'tomcap-model-promotion', steps_id)}")
+    page.get_by_text("Model v2:").first.wait_for()
+    page.locator("table").first.wait_for()  # the champion-vs-challenger table
+    _shot(page, tmp_path, "model-promotion")
 
     for key, name, least in (("tomcap-gap-report", "gap-report", 1), ("tomcap-training-curve", "training-curve", 1),
                              ("tomcap-sample-captions", "sample-captions", 2)):

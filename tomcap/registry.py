@@ -70,11 +70,17 @@ class GateDecision:
         return PROMOTED_EVENT if self.promote else REJECTED_EVENT
 
 
-def _metric(metrics: Mapping[str, Any], name: str) -> float | None:
+def _number(metrics: Mapping[str, Any], name: str) -> int | float | None:
+    """The finite number ``metrics[name]`` as stored (a count stays an int), else None."""
     v = metrics.get(name)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
-    return float(v)
+    return v
+
+
+def _metric(metrics: Mapping[str, Any], name: str) -> float | None:
+    v = _number(metrics, name)
+    return None if v is None else float(v)
 
 
 def promotion_gate(challenger: Mapping[str, Any], champion: Mapping[str, Any] | None,
@@ -111,7 +117,7 @@ def comparison_table(challenger: Mapping[str, Any], champion: Mapping[str, Any] 
     names = list(dict.fromkeys([*(champion or {}), *challenger]))
     rows = []
     for n in names:
-        a, b = _metric(champion or {}, n), _metric(challenger, n)
+        a, b = _number(champion or {}, n), _number(challenger, n)
         if a is None and b is None:
             continue
         rows.append({"metric": n, "champion": a, "challenger": b,

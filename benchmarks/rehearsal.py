@@ -66,8 +66,9 @@ def build_gpt2(folder: Path, texts: list[str], seed: int = 0) -> dict:
     learned = len(tok)
     if learned < GPT2_VOCAB:
         # ~138k captions hold fewer distinct merges than GPT-2's vocabulary; the reserved entries give the
-        # embedding matrix and LM head their real size (what the cost depends on).
-        tok.add_tokens([f"<|reserved_{i}|>" for i in range(GPT2_VOCAB - learned)], special_tokens=True)
+        # embedding matrix and LM head their real size (what the cost depends on). Not special tokens: an
+        # untrained decoder emits them, and decoding drops special tokens (the captions came out empty).
+        tok.add_tokens([f"<|reserved_{i}|>" for i in range(GPT2_VOCAB - learned)], special_tokens=False)
     tok_s = time.perf_counter() - t0
     cfg = GPT2Config(vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
                      pad_token_id=tok.eos_token_id)  # GPT2Config() defaults are gpt2 (124M): 12 x 768, 1024 positions
@@ -206,7 +207,7 @@ def stage_table(data_dir: Path, samples: list[tuple[float, float]]) -> list[dict
         # Mapped embedding: the shard tasks run side by side; what the user waits for is first start .. assembly end.
         start = min(r["start"] for r in shards)
         wall = embed["end"] - start
-        n = sum(int((r["rows"] or {}).get("encoded", 0)) for r in shards)
+        n = sum(int((r["rows"] or {}).get("encoded", (r["rows"] or {}).get("rows", 0))) for r in shards)
         window = [v for t, v, _ in samples if start - SAMPLE_S <= t <= embed["end"] + SAMPLE_S]
         out.insert(out.index(embed) + 1, {
             "stage": f"embed (mapped: {len(shards)} shard tasks + assembly)", "wall_s": round(wall, 2),

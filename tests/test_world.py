@@ -108,6 +108,9 @@ def test_validation_and_novel_splits(tmp_path):
         coco = json.loads(sp.annotations.read_text())
         assert len(coco["images"]) == n and len(sp.scenes.read_text().splitlines()) == n
         assert all((sp.images_dir / im["file_name"]).is_file() for im in coco["images"])
+        # image ids are the numbers the file names end with, so an evaluation finds each image by its id
+        assert all(im["file_name"] == f"{im['scene_id']}.png" and int(im["scene_id"][-7:]) == im["id"]
+                   for im in coco["images"])
     # the test split of a world without held-out pairs is what it always was: the stream's first scenes
     assert [s.scene_id for s in split_scenes(WorldConfig(n_test_images=5), "test")] == [
         f"test-{i:07d}" for i in range(5)]

@@ -119,7 +119,10 @@ def _write_split(sp: SplitPaths, scenes: list[Scene], world: WorldConfig, split:
     sp.images_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     with sp.scenes.open("w", encoding="utf-8") as f:
-        for image_id, s in enumerate(scenes):
+        for s in scenes:
+            # The image id is the scene's index in its stream, the number its file name ends with (an
+            # evaluation finds images by that number); a split with held-out pairs skips some indices.
+            image_id = int(s.scene_id.rsplit("-", 1)[1])
             name = f"{s.scene_id}.png"
             render_scene(s, world.image_size).save(sp.images_dir / name, optimize=False)
             images.append({"id": image_id, "file_name": name, "width": world.image_size,

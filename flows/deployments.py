@@ -7,7 +7,9 @@ Runs are named after what they work on, and the run a user opens carries a summa
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 
@@ -23,7 +25,8 @@ from tomcap.settings import PipelineConfig, load_pipeline_config, overlay
 RUN_NAME_HASH_CHARS = 8
 
 
-def resolve(config: PipelineConfig | None, config_file: str | None, corpus_path: str | None = None) -> PipelineConfig:
+def resolve(config: PipelineConfig | Mapping[str, Any] | None, config_file: str | None,
+            corpus_path: str | None = None) -> PipelineConfig:
     """The run's config: ``config_file``'s values, the form's changes on top, the event's corpus last."""
     cfg = load_pipeline_config(config_file) if config_file else PipelineConfig()
     if config is not None:
@@ -66,7 +69,9 @@ def evaluate_run_name() -> str:
     return f"evaluate-{ckpt}-{store[:RUN_NAME_HASH_CHARS]}"
 
 
-@flow(name="tomcap-retrain", flow_run_name=retrain_run_name)
+# validate_parameters=False: the form's config is checked once merged with config_file (settings.overlay);
+# the server still checks each field against the parameter schema before the run starts.
+@flow(name="tomcap-retrain", flow_run_name=retrain_run_name, validate_parameters=False)
 def retrain(config: PipelineConfig | None = None, config_file: str | None = None, corpus_path: str | None = None,
             data_dir: str | None = None) -> ArtifactRef:
     """The whole pipeline: corpus, embeddings, gap statistics, datastore, training, captions, metrics.
@@ -99,7 +104,7 @@ def _datastores(cfg: PipelineConfig, data_dir: str | None, index: str | list[str
     return out
 
 
-@flow(name="tomcap-evaluate-checkpoint", flow_run_name=evaluate_run_name)
+@flow(name="tomcap-evaluate-checkpoint", flow_run_name=evaluate_run_name, validate_parameters=False)
 def evaluate_checkpoint(model: str = CHAMPION, checkpoint: str | None = None, index: str | list[str] | None = None,
                         corpora: list[str] | None = None, config: PipelineConfig | None = None,
                         config_file: str | None = None, data_dir: str | None = None) -> ArtifactRef:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from tomcap.errors import ConfigError
 from tomcap.settings import PipelineConfig
 
 
@@ -17,6 +18,16 @@ def test_form_values_override_the_config_file_and_defaults_keep_it(tmp_path):
     assert (cfg.train.steps, cfg.train.warmup_steps, cfg.train.lr) == (50, 5, 0.02)
     assert cfg.corpus.sources[0].path == tmp_path / "c.jsonl"  # relative to the file, as with the CLI
     assert resolve(None, str(f)).train.steps == 600
+    # The UI form sends every field (raw JSON): only what differs from the defaults overrides the file, and the
+    # result is validated once merged (steps 40 alone is fine against the file's warmup 5, not the default 30).
+    f.write_text(yaml.safe_dump({"train": {"steps": 600, "warmup_steps": 5}}))
+    raw = PipelineConfig().model_dump(mode="json")
+    raw["train"]["steps"] = 40
+    cfg = resolve(raw, str(f))
+    assert (cfg.train.steps, cfg.train.warmup_steps) == (40, 5)
+    raw["train"]["warmup_steps"] = 45
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        resolve(raw, str(f))
     assert resolve(None, str(f), corpus_path=str(tmp_path / "new.jsonl")).corpus.sources[0].path.name == "new.jsonl"
 
 

@@ -148,7 +148,7 @@ def test_default_search_names_the_damaged_artifact_it_skips(built, caplog):
 
 def test_first_use_hashes_then_a_stat_suffices(built, monkeypatch):
     _, data, corpus, embed = built
-    import tomcap.artifacts as art
+    import tomcap.manifest as art  # where the hashes are taken and remembered
 
     calls = []
     real = art.file_sha256

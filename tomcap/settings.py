@@ -5,6 +5,7 @@ editing one section recomputes that stage and what is downstream of it, nothing 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,10 +115,32 @@ def _deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def overlay(base: PipelineConfig, changes: PipelineConfig) -> PipelineConfig:
+_SAME = object()
+
+
+def _changed(data: Any, default: Any) -> Any:
+    """The parts of ``data`` (JSON) that differ from ``default``; ``_SAME`` when nothing does."""
+    if isinstance(data, dict) and isinstance(default, dict):
+        out = {}
+        for k, v in data.items():
+            d = _changed(v, default[k]) if k in default else v
+            if d is not _SAME:
+                out[k] = d
+        return out or _SAME
+    return _SAME if data == default else data
+
+
+def overlay(base: PipelineConfig, changes: PipelineConfig | Mapping[str, Any]) -> PipelineConfig:
     """``base`` with every field that ``changes`` sets away from its default (a run form over a config
-    file): a field left at its default in ``changes`` keeps ``base``'s value."""
-    data = _deep_update(base.model_dump(mode="json"), changes.model_dump(mode="json", exclude_defaults=True))
+    file): a field left at its default in ``changes`` keeps ``base``'s value. ``changes`` may be the
+    form's raw JSON (every field filled in): it is validated only once merged, so a form that changes
+    ``train.steps`` alone is checked against the file's ``warmup_steps``, not the default one."""
+    if isinstance(changes, PipelineConfig):
+        delta = changes.model_dump(mode="json", exclude_defaults=True)
+    else:
+        delta = _changed(dict(changes), PipelineConfig().model_dump(mode="json"))
+        delta = {} if delta is _SAME else delta
+    data = _deep_update(base.model_dump(mode="json"), delta)
     return validate_config(PipelineConfig, data, source="run parameters")
 
 

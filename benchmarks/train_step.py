@@ -160,7 +160,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", action="store_true", help="demo-config throughput, earlier vs current loop")
     ap.add_argument("--config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
-    ap.add_argument("--max-scenes", type=int, default=None, help="demo: fewer world train scenes (default: the config's)")
+    ap.add_argument("--max-scenes", type=int, default=None,
+                    help="demo: fewer world train scenes (default: the config's)")
     ap.add_argument("--sizes", nargs="+", default=["world", "gpt2"], choices=sorted(SIZES))
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per precision; 0: parameter counts only")

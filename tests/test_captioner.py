@@ -12,7 +12,8 @@ from tomcap.model import AdaptorConfig, build_adaptor
 from tomcap.model.adaptor import load_decoder
 from tomcap.model.tiny import make_random_gpt2
 
-TEXTS = [f"a {c} {s} in the {p}" for c in ("red", "blue", "green") for s in ("cube", "ball") for p in ("left", "right")] * 4
+TEXTS = [f"a {c} {s} in the {p}" for c in ("red", "blue", "green") for s in ("cube", "ball") for p in ("left",
+                                                                                                       "right")] * 4
 CLIP_DIM, K = 16, 2
 
 
@@ -30,7 +31,8 @@ def setup(tmp_path_factory):
 
 def test_streams_have_the_right_prompts_and_states(setup):
     model, _, img, ret, texts = setup
-    s = build_streams(model, torch.tensor(img), texts, torch.tensor(ret), Guidance(cfg_scale=2.0, lm_alpha=1.0, lm_beta=0.5), 60)
+    s = build_streams(model, torch.tensor(img), texts, torch.tensor(ret), Guidance(cfg_scale=2.0, lm_alpha=1.0,
+                                                                                   lm_beta=0.5), 60)
     assert set(s) == {COND, UNCOND, LM}
     assert s[COND][0].prompt_ids == model.prompt_ids(texts[0], budget=60)
     assert s[COND][0].encoder_states.shape == (1 + K, model.d_model)

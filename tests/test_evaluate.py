@@ -177,7 +177,8 @@ def test_paired_coco_nocaps_parquet_give_same_scores(records, tmp_path):
                   "caption": [c for r in records for c in r["captions"]]}).write_parquet(pq)
     for name, ref_file in (("nocaps", nocaps), ("parquet", pq)):
         # integer result ids resolve to the file names' COCO ids
-        assert main(["evaluate", "--refs", str(ref_file), "--results", str(res), "--out", str(tmp_path / name), *base]) == 0
+        assert main(["evaluate", "--refs", str(ref_file), "--results", str(res), "--out", str(tmp_path / name),
+                     *base]) == 0
         assert _metrics(tmp_path / name) == paired
     assert paired["n_images"] == len(records)
     assert set(paired) >= {"Bleu_1", "Bleu_4", "ROUGE_L", "CIDEr", "bleu_stats", "n_images"}
@@ -194,7 +195,8 @@ def test_paired_coco_nocaps_parquet_give_same_scores(records, tmp_path):
 def test_sweep_and_generation_artifact(records, tmp_path):
     refs, res = _write_coco(records, tmp_path)
     worse = tmp_path / "worse.json"
-    worse.write_text(json.dumps([{"image_id": r["image_id"], "caption": "a picture"} for r in json.loads(res.read_text())]))
+    worse.write_text(json.dumps([{"image_id": r["image_id"],
+                                  "caption": "a picture"} for r in json.loads(res.read_text())]))
 
     class GenConfig(StageConfig):
         n: int = 1
@@ -254,7 +256,8 @@ def _bad(tmp_path: Path, capsys, payload, *, refs=None, expect: str) -> None:
 @pytest.mark.parametrize("payload, expect", [
     ({"image_id": 1, "caption": "x"}, "must be a JSON list"),
     ([], "results are empty"),
-    ([{"image_id": 391895, "caption": "a"}, {"image_id": 391895, "caption": "b"}], "duplicate result for image id 391895"),
+    ([{"image_id": 391895, "caption": "a"}, {"image_id": 391895, "caption": "b"}],
+     "duplicate result for image id 391895"),
     ([{"image_id": 999999999, "caption": "a"}], "have no reference: 999999999"),
 ])
 def test_bad_results(payload, expect, tmp_path, capsys, records):

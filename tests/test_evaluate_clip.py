@@ -42,7 +42,8 @@ def test_own_image_scores_higher_and_recall_is_perfect(clip, image_dir):
     assert img.shape == (N_IMAGES, clip.embed_dim) and np.isfinite(img).all()
     rng = np.random.default_rng(1)
     # captions whose embeddings are their own image's plus a little noise
-    cap = img + 0.05 * np.linalg.norm(img, axis=1, keepdims=True) * rng.standard_normal(img.shape) / math.sqrt(img.shape[1])
+    cap = img + 0.05 * np.linalg.norm(img, axis=1,
+                                      keepdims=True) * rng.standard_normal(img.shape) / math.sqrt(img.shape[1])
     own = clip_scores(img, cap)["CLIPScore"]
     other = clip_scores(np.roll(img, 1, axis=0), cap)["CLIPScore"]
     assert (own > other).all() and (own <= 2.5).all() and (own >= 0).all()
@@ -98,5 +99,6 @@ def test_gap_metrics_use_normalised_embeddings():
     rng = np.random.default_rng(0)
     img, cap = rng.normal(size=(50, 8)) + 2.0, rng.normal(size=(50, 8)) - 1.0
     raw = gap_metrics(img * 10.0, cap * 3.0)
-    unit = gap_metrics(img / np.linalg.norm(img, axis=1, keepdims=True), cap / np.linalg.norm(cap, axis=1, keepdims=True))
+    unit = gap_metrics(img / np.linalg.norm(img, axis=1, keepdims=True), cap / np.linalg.norm(cap, axis=1,
+                                                                                              keepdims=True))
     assert raw == pytest.approx(unit) and 0.0 < raw["gap_centroid_distance"] <= 2.0

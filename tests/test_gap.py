@@ -31,7 +31,8 @@ def _artifact(data, stage, arr, ids, fp, image_ids=None, tag="a"):
         if stage == "embed":
             frame["image_id"] = image_ids if image_ids is not None else [None] * len(ids)
         pl.DataFrame(frame, schema={k: pl.String for k in frame}).write_parquet(tmp / IDS_FILE[stage])
-        return BuildOutput(rows={"rows": len(ids)}, info={"dim": D, "model_fingerprint": fp, "dtype": "float32", "shards": shards})
+        return BuildOutput(rows={"rows": len(ids)}, info={"dim": D, "model_fingerprint": fp, "dtype": "float32",
+                                                          "shards": shards})
 
     return ArtifactStore(data).build(StageSpec(stage, "test"), _Fake(tag=tag), {}, build)
 
@@ -49,8 +50,10 @@ def synthetic(tmp_path):
     images = _artifact(data, "embed_images", img, [f"u{i}" for i in range(m)], "M@w")
     # Paired images: image j is the mean caption of image id j plus known noise.
     noise = rng.uniform(0.01, 0.05, D)
-    paired_img = np.stack([txt[np.arange(n) % 500 == j].mean(0) for j in range(500)]) + rng.standard_normal((500, D)) * noise
-    paired = _artifact(data, "embed_images", paired_img.astype(np.float32), [str(j) for j in range(500)], "M@w", tag="p")
+    paired_img = np.stack([txt[np.arange(n) % 500 == j].mean(0) for j in range(500)]) + rng.standard_normal((500,
+                                                                                                             D)) * noise
+    paired = _artifact(data, "embed_images", paired_img.astype(np.float32), [str(j) for j in range(500)], "M@w",
+                       tag="p")
     return data, text, images, paired, (mu_t, sig_t, mu_i, sig_i)
 
 

@@ -78,13 +78,15 @@ def test_ivf_datastore_tunes_nprobe(built):
     assert info["index_key"] == "IVF8,SQ8" and info["nprobe"] >= 1
     assert info["recall@10"] >= 0.9 or info["nprobe"] == 8
     ds = Datastore.open(ref)
-    res = ds.search(ds.embeddings(np.arange(3)), k=5, exclude_rows=[np.array([0]), np.array([1]), np.array([], np.int64)])
+    res = ds.search(ds.embeddings(np.arange(3)), k=5, exclude_rows=[np.array([0]), np.array([1]), np.array([],
+                                                                                                           np.int64)])
     assert 0 not in res.rows[0] and 1 not in res.rows[1]
 
 
 def test_fast_scan_refine_datastore(built):
     data, corpus, embed = built
-    ref = run_index(IndexConfig(index_key="IVF8,PQ8x4fs,Refine(SQfp16)", target_recall=0.9), data, embed=embed, corpus=corpus)
+    ref = run_index(IndexConfig(index_key="IVF8,PQ8x4fs,Refine(SQfp16)", target_recall=0.9), data, embed=embed,
+                    corpus=corpus)
     info = ref.manifest().info
     assert info["refine_k_factor"] == 16 and (info["recall@10"] >= 0.9 or info["nprobe"] == 8)
     ds = Datastore.open(ref)
@@ -112,5 +114,6 @@ def test_wrong_dim_and_bad_key(built, tmp_path, capsys):
     assert main(["index", "--embed", str(embed.dir), "--corpus", str(corpus.dir), "--data-dir", str(data),
                  "--index-key", "NotAnIndex"]) == 2
     assert "index_key" in capsys.readouterr().err
-    assert main(["index", "--embed", str(embed.dir), "--corpus", str(corpus.dir), "--data-dir", str(data), "--json"]) == 0
+    assert main(["index", "--embed", str(embed.dir), "--corpus", str(corpus.dir), "--data-dir", str(data),
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["stage"] == "index"

@@ -21,7 +21,8 @@ def test_rerank_picks_highest_score():
     loglik = rng.normal(size=(3, 5)) - 5
     lengths = rng.integers(3, 9, size=(3, 5))
     scores = rerank_scores(img, cands, loglik, lengths, likelihood_weight=0.1)
-    expected = np.array([[img[b] @ cands[b, n] + 0.1 * loglik[b, n] / lengths[b, n] for n in range(5)] for b in range(3)])
+    expected = np.array([[img[b] @ cands[b, n] + 0.1 * loglik[b, n] / lengths[b,
+                                                                              n] for n in range(5)] for b in range(3)])
     assert np.allclose(scores, expected)
     best = pick_best(scores)
     assert best[1] == 3 and all(scores[b, best[b]] == scores[b].max() for b in range(3))

@@ -156,4 +156,5 @@ def load_clip(name: str, pretrained: str | None = None, device: str | torch.devi
     model.eval()
     tokenizer = open_clip.get_tokenizer(name)
     log.info("loaded CLIP %s (%s) on %s", name, resolved or RANDOM_INIT, dev)
-    return LoadedClip(name=name, pretrained=resolved, model=model, preprocess=preprocess, tokenizer=tokenizer, device=dev)
+    return LoadedClip(name=name, pretrained=resolved, model=model, preprocess=preprocess, tokenizer=tokenizer,
+                      device=dev)

@@ -78,7 +78,8 @@ def choose_index(n: int, dim: int, memory_bytes: int) -> IndexChoice:
         need = estimate_bytes(family, n, dim, nlist)
         if need <= memory_bytes:
             codes = f"PQ{dim // PQ_DIMS_PER_CODE}x4fs,Refine(SQfp16)" if family == "PQfs" else family
-            return IndexChoice(key=f"IVF{nlist},{codes}", nlist=nlist, nprobe=nprobe, train_rows=train_rows, est_bytes=need)
+            return IndexChoice(key=f"IVF{nlist},{codes}", nlist=nlist, nprobe=nprobe, train_rows=train_rows,
+                               est_bytes=need)
     raise ConfigError(
         f"{n} vectors of dim {dim} need about {estimate_bytes('SQ4', n, dim, nlist) / 2**30:.2f} GiB even as IVF,SQ4; "
         f"the budget is {memory_bytes / 2**30:.2f} GiB",

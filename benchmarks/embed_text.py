@@ -45,7 +45,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 run (slower than fp32 on CPUs without native bf16)")
+    ap.add_argument("--no-bf16", action="store_true",
+                    help="skip the bf16 run (slower than fp32 on CPUs without native bf16)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,12 +61,14 @@ def main() -> None:
     if args.no_bf16:
         bf16, t_bf16 = ref, float("nan")
     else:
-        bf16, t_bf16 = timed(lambda: encode_texts(clip, texts, batch_size=args.batch_size, precision="bf16", progress=False))
+        bf16, t_bf16 = timed(lambda: encode_texts(clip, texts, batch_size=args.batch_size, precision="bf16",
+                                                  progress=False))
     cos = np.sum(bf16 * ref, axis=1)
     ctx = clip.model.positional_embedding.shape[0]
     result = {
         "model": args.model, "captions": len(texts), "threads": torch.get_num_threads(), "batch_size": args.batch_size,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mean_tokens_per_caption": round(st.positions / len(texts), 2), "context": ctx,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mean_tokens_per_caption": round(st.positions / len(texts), 2), "context": ctx,
         "naive_s": round(t_naive, 2), "exact_s": round(t_exact, 2), "bf16_s": round(t_bf16, 2),
         "naive_caps_per_s": round(len(texts) / t_naive, 1),
         "speedup_exact": round(t_naive / t_exact, 2), "speedup_bf16": round(t_naive / t_bf16, 2),
@@ -73,7 +76,8 @@ def main() -> None:
         "bf16_cosine_min": float(cos.min()), "bf16_cosine_mean": float(cos.mean()),
     }
     result["goals_met"] = {"exact>=4.5x": result["speedup_exact"] >= 4.5, "bf16>=13x": result["speedup_bf16"] >= 13,
-                           "bf16_cos>=0.9999": result["bf16_cosine_min"] >= 0.9999, "exact<=1e-5": result["exact_max_abs_diff"] <= 1e-5}
+                           "bf16_cos>=0.9999": result["bf16_cosine_min"] >= 0.9999,
+                           "exact<=1e-5": result["exact_max_abs_diff"] <= 1e-5}
     print(json.dumps(result, indent=1))
 
 

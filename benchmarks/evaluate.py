@@ -175,7 +175,8 @@ def main() -> None:
                            "identical_checked": len(stock_times), "identical": all_same,
                            "ours_steps_s": outs[0].timings,
                            "table_cached": bool(outs[0].timings.get("meteor_table_cached"))}
-        print(f"(b) sweep of {args.sweep}: stock {stock_total:.1f} s{' (estimated from %d runs)' % len(stock_times) if estimated else ''}, "
+        print(f"(b) sweep of {args.sweep}: stock {stock_total:.1f} s"
+              f"{' (estimated from %d runs)' % len(stock_times) if estimated else ''}, "
               f"ours {o_total:.1f} s, ratio {o_total / stock_total:.2f} (goal <= {GOAL_SWEEP}), "
               f"identical on {len(stock_times)} files: {all_same}; CPU-s ours {outs[0].timings['cpu']:.1f} vs stock "
               f"{float(np.mean(stock_cpu)) * args.sweep:.1f}")

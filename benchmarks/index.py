@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/index.py [--n 1000000] [--dim 512] [--rank 64] [--queries 1000] [--memory-gb 8]
 Vectors: L2-normalised (Z S W + noise) with Z ~ N(0, I_rank) and S = diag(j^-decay), like CLIP text
-embeddings that fill a low-dimensional subspace with a decaying spectrum (--decay 0: isotropic, the hardest case). Queries are held out (drawn from the same distribution, not indexed).
+embeddings that fill a low-dimensional subspace with a decaying spectrum (--decay 0: isotropic, the hardest case).
+Queries are held out (drawn from the same distribution, not indexed).
 The auto index is built with tomcap.index (choice, training, nprobe tuning to --target-recall).
 Goal: recall@10 >= 0.95 at >= 10x the QPS of IndexFlatIP. Not a test: run it by hand.
 """
@@ -27,7 +28,8 @@ def low_rank(n: int, dim: int, rank: int, noise: float, rng: np.random.Generator
     out = np.empty((n, dim), np.float32)
     for a in range(0, n, CHUNK):
         m = min(CHUNK, n - a)
-        x = rng.standard_normal((m, rank)).astype(np.float32) @ basis + noise * rng.standard_normal((m, dim)).astype(np.float32)
+        x = (rng.standard_normal((m, rank)).astype(np.float32) @ basis
+             + noise * rng.standard_normal((m, dim)).astype(np.float32))
         out[a:a + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -77,8 +79,10 @@ def main() -> None:
         _, rows = index.search(xq, args.k)
         qps = args.queries / (time.perf_counter() - t0)
         recall = recall_at_k(rows, truth)
-    result = {"n": args.n, "dim": args.dim, "rank": args.rank, "decay": args.decay, "noise": args.noise, "queries": args.queries, "threads": faiss.omp_get_max_threads(),
-              "index_key": choice.key, "nprobe": nprobe, "refine_k_factor": getattr(index, "k_factor", None), "train_rows": choice.train_rows, "build_s": round(build_s, 1),
+    result = {"n": args.n, "dim": args.dim, "rank": args.rank, "decay": args.decay, "noise": args.noise,
+              "queries": args.queries, "threads": faiss.omp_get_max_threads(),
+              "index_key": choice.key, "nprobe": nprobe, "refine_k_factor": getattr(index, "k_factor", None),
+              "train_rows": choice.train_rows, "build_s": round(build_s, 1),
               "index_mb": round(faiss.serialize_index(index).nbytes / 2**20, 1), f"recall@{args.k}": round(recall, 4),
               "qps": round(qps, 1), "flat_qps": round(flat_qps, 1), "speedup_vs_flat": round(qps / flat_qps, 2)}
     result["goals_met"] = {"recall>=0.95": recall >= 0.95, "qps>=10x_flat": qps >= 10 * flat_qps}

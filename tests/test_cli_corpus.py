@@ -35,7 +35,8 @@ def test_yaml_config_relative_paths(tmp_path, capsys):
     (tmp_path / "caps").mkdir()
     (tmp_path / "caps" / "c.txt").write_text("a red circle here\na blue square there\n")
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("data_dir: out\ncorpus:\n  sources:\n    - path: caps/c.txt\n      name: mine\n  filters:\n    min_words: 2\n")
+    cfg.write_text("data_dir: out\ncorpus:\n  sources:\n    - path: caps/c.txt\n      name: mine\n"
+                   "  filters:\n    min_words: 2\n")
     loaded = load_pipeline_config(cfg)
     assert loaded.corpus.sources[0].path == (tmp_path / "caps" / "c.txt").resolve()
     assert main(["corpus", "--config", str(cfg), "--json"]) == 0
@@ -83,7 +84,8 @@ def test_tsv_bad_row_later_in_file(tmp_path, capsys, second_row):
 
 @pytest.mark.parametrize("yaml_text,needles", [
     ("corpus:\n  sourcez: []\n", ["unknown key 'corpus.sourcez'", "Fix:"]),
-    ("corpus:\n  filters:\n    min_words: 5\n    max_words: 2\n", ["corpus.filters", "max_words (2) must be >= min_words (5)"]),
+    ("corpus:\n  filters:\n    min_words: 5\n    max_words: 2\n",
+     ["corpus.filters", "max_words (2) must be >= min_words (5)"]),
     ("corpus:\n  shard_rows: zero\n", ["corpus.shard_rows", "'zero'"]),
     ("- not\n- a mapping\n", ["expected a mapping"]),
     ("corpus: [unclosed\n", ["not valid YAML"]),

@@ -6,7 +6,8 @@ import unicodedata
 
 import polars as pl
 
-from tomcap.corpus import CorpusConfig, FilterConfig, SourceConfig, build_corpus_frame, caption_id, read_corpus, run_corpus
+from tomcap.corpus import (CorpusConfig, FilterConfig, SourceConfig, build_corpus_frame, caption_id, read_corpus,
+                           run_corpus)
 
 
 def _build(tmp_path, lines, **filters):

@@ -73,7 +73,8 @@ def test_gamma_one_is_conditional_and_zero_is_unconditional(models):
     with_uncond = Guidance(cfg_scale=1.0)
     lp = {COND: torch.randn(2, VOCAB), UNCOND: torch.randn(2, VOCAB)}
     assert torch.allclose(with_uncond.combine(lp), lp[COND])
-    assert [h.tokens for h in greedy_decode(models, streams, base.model_copy(update={"guidance_scale": 1.0}), EOS, PAD)] == \
+    assert [h.tokens for h in greedy_decode(models, streams, base.model_copy(update={"guidance_scale": 1.0}), EOS,
+                                            PAD)] == \
         [h.tokens for h in cond_only]
     uncond_as_cond = {COND: streams[UNCOND]}
     g0 = greedy_decode(models, streams, base.model_copy(update={"guidance_scale": 0.0}), EOS, PAD)

@@ -77,7 +77,8 @@ def prefect_server(tmp_path):
 
 
 def _cli(env: dict, *args: str, timeout: float = 120) -> str:
-    proc = subprocess.run([PREFECT, *args], env={**env, "COLUMNS": "250"}, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([PREFECT, *args], env={**env, "COLUMNS": "250"}, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
     assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -101,7 +102,8 @@ def test_deploy_and_run_through_a_process_worker(prefect_server, tmp_path):
         worker_log.close()
     assert "Completed" in out, out + (tmp_path / "worker.log").read_text()
     manifests = list((tmp_path / "data" / "artifacts" / "corpus").glob("*/manifest.json"))
-    assert len(manifests) == 2 and all(json.loads(m.read_text())["rows"]["rows_out"] > 0 for m in manifests)  # corpus + retrain
+    # corpus + retrain
+    assert len(manifests) == 2 and all(json.loads(m.read_text())["rows"]["rows_out"] > 0 for m in manifests)
     assert "Completed" in retrain, retrain + (tmp_path / "worker.log").read_text()
     metrics = list((tmp_path / "data" / "artifacts" / "evaluate").glob("*/metrics.json"))
     assert len(metrics) == 1 and "CIDEr" in json.loads(metrics[0].read_text())

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
 from tomcap.clip import load_clip
 from tomcap.cli.main import main
 from tomcap.corpus import CorpusConfig, SourceConfig, read_corpus, run_corpus
-from tomcap.embed import EmbedConfig, EmbeddingSet, ImageEmbedConfig, encode_images, encode_texts, run_embed, run_embed_images
+from tomcap.embed import (EmbedConfig, EmbeddingSet, ImageEmbedConfig, encode_images, encode_texts, run_embed,
+                          run_embed_images)
 from tomcap.embed.text import TextEncodeStats, truncation_supported
 from tomcap.errors import ConfigError, InputDataError
 
@@ -91,7 +90,8 @@ def test_stage_artifact_and_incremental_reuse(tmp_path):
     assert run_embed(cfg, tmp_path / "data", corpus=corpus).cached
 
     # Grow the corpus by ~1%: only the new captions are encoded, old ones are copied bit for bit.
-    grown = _corpus(tmp_path, recs[:-2] + [{"image_name": "new.jpg", "captions": ["a brand new caption about a red kite"]},
+    grown = _corpus(tmp_path, recs[:-2] + [{"image_name": "new.jpg",
+                                           "captions": ["a brand new caption about a red kite"]},
                                           {"image_name": "new2.jpg", "captions": ["another new caption of two dogs"]}])
     ref2 = run_embed(cfg, tmp_path / "data", corpus=grown)
     m2 = ref2.manifest()
@@ -138,7 +138,8 @@ def test_unknown_model_and_missing_pretrained(tmp_path, capsys):
     with pytest.raises(ConfigError, match="tomcap models"):
         run_embed(EmbedConfig(model="no-such-clip"), tmp_path / "data", corpus=corpus)
     with pytest.raises(ConfigError, match="neither a known tag nor an existing file"):
-        run_embed(EmbedConfig(model=TINY, pretrained=str(tmp_path / "missing.safetensors")), tmp_path / "data", corpus=corpus)
+        run_embed(EmbedConfig(model=TINY, pretrained=str(tmp_path / "missing.safetensors")), tmp_path / "data",
+                  corpus=corpus)
     cfg = tmp_path / "p.yaml"
     cfg.write_text(f"clip:\n  model: no-such-clip\ncorpus:\n  sources: [{{path: {tmp_path / 'caps.json'}}}]\n")
     assert main(["embed", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]) == 2

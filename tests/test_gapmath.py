@@ -74,7 +74,8 @@ def test_frechet_identity_and_known_value():
     x = rng.standard_normal((50000, 4))
     assert gapmath.frechet_distance_centered(x, x) == pytest.approx(0.0, abs=1e-8)
     # C_T = 4 C_I exactly: tr(C + 4C - 2*2C) = tr(C).
-    assert gapmath.frechet_distance_centered(x, 2 * x + 5) == pytest.approx(float(np.trace(np.cov(x.T, bias=True))), rel=1e-6)
+    assert gapmath.frechet_distance_centered(x, 2 * x + 5) == pytest.approx(float(np.trace(np.cov(x.T, bias=True))),
+                                                                            rel=1e-6)
 
 
 def test_save_load_roundtrip(tmp_path, known):
@@ -105,7 +106,8 @@ def test_saved_stats_bytes_do_not_depend_on_the_process(tmp_path):
 
     script = ("import sys, numpy as np; from tomcap.gapmath import GaussianStats, save_stats; "
               "v = np.arange(4, dtype=np.float32); "
-              "save_stats(GaussianStats(mu_i=v, mu_t=v, sigma_i=v, sigma_t=v, noise_std=v, n_text=1, n_image=1), sys.argv[1])")
+              "save_stats(GaussianStats(mu_i=v, mu_t=v, sigma_i=v, sigma_t=v, noise_std=v, n_text=1, n_image=1), "
+              "sys.argv[1])")
     digests = set()
     for i in range(4):
         subprocess.run([sys.executable, "-c", script, str(tmp_path / str(i))], check=True,

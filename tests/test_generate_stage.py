@@ -62,7 +62,8 @@ def test_images_from_another_clip_are_refused(built, tmp_path):
     world, data, _, _, index, _, train = built
     other = run_embed_images(ImageEmbedConfig(model=CLIP, init_seed=7, images=world.test_images_dir), data)
     with pytest.raises(ArtifactError, match="CLIP models differ"):
-        run_generate(GenerateConfig(decode=DecodeConfig(max_new_tokens=3)), data, train=train, index=index, images=other)
+        run_generate(GenerateConfig(decode=DecodeConfig(max_new_tokens=3)), data, train=train, index=index,
+                     images=other)
     assert not list((data / "artifacts" / "generate").glob("*/manifest.json")) or all(
         json.loads(p.read_text())["upstream"]["images"] != other.fingerprint
         for p in (data / "artifacts" / "generate").glob("*/manifest.json"))
@@ -122,7 +123,8 @@ def test_sweep_guidance_cli(built, tmp_path, capsys):
     world, data, _, _, index, images, train = built
     cfg = tmp_path / "sweep.yaml"
     cfg.write_text(f"clip: {{model: {CLIP}}}\n"
-                   f"generate: {{annotations: {world.test_annotations}, decode: {{strategy: greedy, max_new_tokens: 4}}}}\n"
+                   f"generate: {{annotations: {world.test_annotations}, "
+                   f"decode: {{strategy: greedy, max_new_tokens: 4}}}}\n"
                    f"evaluate: {{refs: {world.test_annotations}, meteor: false}}\n")
     out = tmp_path / "pareto.png"
     assert main(["sweep-guidance", "--config", str(cfg), "--data-dir", str(data), "--checkpoint", train.path,

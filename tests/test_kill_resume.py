@@ -145,7 +145,8 @@ def reference(tmp_path_factory):
 
 
 def _embed_files(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.name != "manifest.json")
 
 
 def test_kill_during_embedding_then_rerun_matches_uninterrupted(reference, tmp_path):

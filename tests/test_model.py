@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from tomcap.cli.main import main
 from tomcap.errors import ConfigError
 from tomcap.model import (IGNORE_INDEX, AdaptorConfig, build_adaptor, load_adaptor, load_optimizer_state,
                           load_weights, save_checkpoint)
@@ -168,7 +167,8 @@ def test_reduced_cross_attention(gpt2_dir, tmp_path):
     full = build_adaptor(cfg.model_copy(update={"cross_attention_reduce": 1}))
     assert AdaptorConfig().cross_attention_reduce == 4
     att = model.decoder.transformer.h[0].crossattention
-    assert att.q_attn.weight.shape == (32, 8) and att.c_attn.weight.shape == (32, 16) and att.c_proj.weight.shape == (8, 32)
+    assert (att.q_attn.weight.shape == (32, 8) and att.c_attn.weight.shape == (32, 16)
+            and att.c_proj.weight.shape == (8, 32))
     assert model.param_counts().trainable < full.param_counts().trainable
     enc = model.project(torch.randn(1, 3, CLIP_DIM))
     ids = torch.tensor([model.prompt_ids(["a red cube"]) + model.target_ids("a blue ball")[:3]])
@@ -207,7 +207,7 @@ def test_caption_loss_equals_full_logits_loss(cfg):
     states, enc_mask = model.condition_states(torch.randn(2, 3, CLIP_DIM), torch.tensor([True, False]))
     with torch.no_grad():
         logits = model(ids, attention_mask=mask, encoder_hidden_states=states, encoder_attention_mask=enc_mask).logits
-        full = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                                 ignore_index=IGNORE_INDEX)
+        full = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                 labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
         fast = model.caption_loss(ids, mask, labels, states, enc_mask)
     assert torch.allclose(full, fast, atol=1e-6)

@@ -109,7 +109,8 @@ def test_build_models_cli_end_to_end(tmp_path, capsys):
     """The real `build-models` path with 1 training step each, a small test split and no real captions."""
     out = tmp_path / "models"
     assert main(["world", "build-models", "--out", str(out), "--clip-steps", "1", "--clip-finetune-steps", "1",
-                 "--clip-extra-steps", "1", "--gpt2-steps", "1", "--n-test", "40", "--real-captions", str(tmp_path / "absent.json")]) == 0
+                 "--clip-extra-steps", "1", "--gpt2-steps", "1", "--n-test", "40",
+                 "--real-captions", str(tmp_path / "absent.json")]) == 0
     card = (out / "README.md").read_text()
     assert "zero-shot shape" in card and "held-out perplexity" in card
     assert json.loads((out / "world_models_metrics.json").read_text())["clip"]["n_images"] == 40

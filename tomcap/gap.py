@@ -67,7 +67,8 @@ def paired_arrays(text: EmbeddingSet, paired: EmbeddingSet) -> tuple[np.ndarray,
 
 
 def gap_figures(img: np.ndarray, txt: np.ndarray) -> dict[str, float]:
-    return {"centroid_gap": gapmath.centroid_gap(img, txt), "distribution_gap": gapmath.frechet_distance_centered(img, txt)}
+    return {"centroid_gap": gapmath.centroid_gap(img, txt),
+            "distribution_gap": gapmath.frechet_distance_centered(img, txt)}
 
 
 def run_gap(config: GapConfig, data_dir: Path | str, text: ArtifactRef, images: ArtifactRef,
@@ -83,7 +84,8 @@ def run_gap(config: GapConfig, data_dir: Path | str, text: ArtifactRef, images: 
         for other in filter(None, (i_es, p_es)):
             if other.model_fingerprint != t_es.model_fingerprint:
                 raise ArtifactError(
-                    f"text embeddings come from {t_es.model_fingerprint} but image embeddings from {other.model_fingerprint}",
+                    f"text embeddings come from {t_es.model_fingerprint} "
+                    f"but image embeddings from {other.model_fingerprint}",
                     path=other.ref.dir, fix="embed texts and images with the same CLIP model and weights")
         pt, pi = paired_arrays(t_es, p_es) if p_es is not None else (None, None)
         stats = gapmath.estimate_stats(_stored(t_es), _stored(i_es), paired_text=pt, paired_image=pi,

@@ -58,7 +58,8 @@ def write_report(folder: Path, stats: GaussianStats, info: dict, txt: np.ndarray
     b, a = info["before"], info["after"]
     lines = [
         "# Modality gap report", "",
-        f"Model: `{info['model_fingerprint']}`, dim {stats.dim}; {stats.n_text} text and {stats.n_image} image embeddings "
+        f"Model: `{info['model_fingerprint']}`, dim {stats.dim}; "
+        f"{stats.n_text} text and {stats.n_image} image embeddings "
         f"({stats.n_paired} paired). Figures on samples of {len(txt)} text / {len(img)} image rows.", "",
         "| | centroid gap ‖μ_I − μ_T‖ | distribution gap (centred Fréchet) |", "|---|---|---|",
         f"| before correction | {b['centroid_gap']:.4f} | {b['distribution_gap']:.4f} |",
@@ -70,7 +71,8 @@ def write_report(folder: Path, stats: GaussianStats, info: dict, txt: np.ndarray
         _plot_cosines(folder / PAIRED_COSINE_PNG, cos)
         files.append(PAIRED_COSINE_PNG)
         lines += [f"Mean paired cosine: {info['paired_cosine']['before']:.4f} before, "
-                  f"{info['paired_cosine']['after']:.4f} after correction.", "", f"![paired cosines]({PAIRED_COSINE_PNG})", ""]
+                  f"{info['paired_cosine']['after']:.4f} after correction.", "",
+                  f"![paired cosines]({PAIRED_COSINE_PNG})", ""]
     else:
         lines += ["No paired set given: no paired-cosine histogram.", ""]
     (folder / REPORT_MD).write_text("\n".join(lines), encoding="utf-8")

@@ -67,7 +67,8 @@ class GaussianStats:
     def model_fingerprint(self) -> str | None:
         return self.meta.get("model_fingerprint")
 
-    def tensors(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    def tensors(self, device: torch.device | str | None = None,
+                dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The five vectors as torch tensors (D,)."""
         return {k: torch.as_tensor(getattr(self, k), dtype=dtype, device=device) for k in STAT_FIELDS}
 
@@ -111,7 +112,8 @@ def estimate_stats(text: np.ndarray, image: np.ndarray, paired_text: np.ndarray 
     if paired_text is not None:
         pt, pi = np.asarray(paired_text), np.asarray(paired_image)
         if pt.shape != pi.shape or pt.ndim != 2 or pt.shape[1] != mu_t.shape[0]:
-            raise InputDataError(f"paired text {pt.shape} and image {pi.shape} embeddings must be (P, {mu_t.shape[0]}) each",
+            raise InputDataError(f"paired text {pt.shape} and image {pi.shape} embeddings "
+                                 f"must be (P, {mu_t.shape[0]}) each",
                                  fix="embed one image per caption with the same CLIP model")
         _, noise, n_p = _moments(pi.astype(np.float32) - pt.astype(np.float32))
     else:
@@ -163,7 +165,8 @@ def mean_paired_cosine(img: np.ndarray, txt: np.ndarray) -> float:
     """Mean cosine similarity of aligned rows of image and text embeddings (N, D) each."""
     a, b = _as_np(img).astype(np.float64), _as_np(txt).astype(np.float64)
     if a.shape != b.shape or a.ndim != 2 or a.shape[0] == 0:
-        raise InputDataError(f"paired cosine needs two non-empty (N, D) arrays of one shape, got {a.shape} and {b.shape}",
+        raise InputDataError(f"paired cosine needs two non-empty (N, D) arrays of one shape, "
+                             f"got {a.shape} and {b.shape}",
                              fix="pass one image embedding per caption embedding")
     return float(np.mean(np.sum(l2_normalize(a) * l2_normalize(b), axis=1)))
 
@@ -190,7 +193,8 @@ def frechet_distance_centered(img: np.ndarray, txt: np.ndarray) -> float:
     """
     ci, ct = _covariance(img), _covariance(txt)
     if ci.shape != ct.shape:
-        raise InputDataError(f"image dim {ci.shape[0]} != text dim {ct.shape[0]}", fix="use embeddings of one CLIP model")
+        raise InputDataError(f"image dim {ci.shape[0]} != text dim {ct.shape[0]}",
+                             fix="use embeddings of one CLIP model")
     s = _psd_sqrt(ci)
     cross = np.linalg.eigvalsh(s @ ct @ s)
     value = np.trace(ci) + np.trace(ct) - 2.0 * np.sum(np.sqrt(np.clip(cross, 0.0, None)))
@@ -227,7 +231,8 @@ def load_stats(path: Path | str) -> GaussianStats:
     try:
         arrays = load_file(str(tensors_path))
     except (SafetensorError, OSError) as err:
-        raise ArtifactError(f"cannot read gap stats ({err})", path=tensors_path, fix="rebuild it with `tomcap gap --force`") from None
+        raise ArtifactError(f"cannot read gap stats ({err})", path=tensors_path,
+                            fix="rebuild it with `tomcap gap --force`") from None
     missing = [k for k in STAT_FIELDS if k not in arrays]
     if missing:
         raise ArtifactError(f"gap stats lack {missing}", path=tensors_path, fix="rebuild it with `tomcap gap --force`")

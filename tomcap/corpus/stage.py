@@ -46,12 +46,14 @@ def _process_source(src: SourceConfig, cfg: CorpusConfig) -> tuple[pl.DataFrame,
         df = lf.collect(engine="streaming")
     except pl.exceptions.PolarsError as err:
         raise InputDataError(f"cannot parse as {fmt} ({str(err).splitlines()[0]})", path=src.path,
-                             fix="check the rows of the file (column count, quoting, encoding) or the source's 'format'") from None
+                             fix="check the rows of the file (column count, quoting, encoding) "
+                                 "or the source's 'format'") from None
     if ROW_OK in df.columns:
         bad = df.with_row_index("_line", offset=1).filter(~pl.col(ROW_OK))
         if bad.height:
             raise InputDataError(f"line {bad['_line'][0]} has the wrong number of columns ({bad.height} such rows)",
-                                 path=src.path, fix="every row needs exactly the format's columns (caption<TAB>url for cc3m_tsv)")
+                                 path=src.path,
+                                 fix="every row needs exactly the format's columns (caption<TAB>url for cc3m_tsv)")
         df = df.drop(ROW_OK)
     counts = {"rows_in": df.height, "format": fmt}
     reasons = dict(df.group_by(REASON).len().iter_rows())

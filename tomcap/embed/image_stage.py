@@ -47,11 +47,13 @@ def run_embed_images(config: ImageEmbedConfig, data_dir: Path | str, *, force: b
         clip = clip_for(config)
         t0 = time.perf_counter()
         res = encode_images(clip, files, names=[str(f) for f in files], batch_size=config.batch_size,
-                            precision=config.precision, skip_bad_images=config.skip_bad_images, progress=config.progress)
+                            precision=config.precision, skip_bad_images=config.skip_bad_images,
+                            progress=config.progress)
         encode_s = time.perf_counter() - t0
         shards = write_shards(res.embeddings, tmp, config.dtype, config.shard_rows)
         pl.DataFrame({ID_COLUMN[SPEC.name]: [ids[i] for i in res.kept],
-                      "file": [str(files[i].relative_to(root)) for i in res.kept]}).write_parquet(tmp / IDS_FILE[SPEC.name])
+                      "file": [str(files[i].relative_to(root)) for i in res.kept]}).write_parquet(
+                          tmp / IDS_FILE[SPEC.name])
         return BuildOutput(
             rows={"rows": len(res.kept), "files": len(files), "skipped": len(res.skipped)},
             info={"model": config.model, "pretrained": clip.pretrained, "model_fingerprint": model_fingerprint(config),

@@ -15,7 +15,8 @@ import numpy as np
 import polars as pl
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
-from ..clip import RANDOM_INIT, LoadedClip, load_clip, pretrained_fingerprint, register_model_configs, resolve_pretrained
+from ..clip import (RANDOM_INIT, LoadedClip, load_clip, pretrained_fingerprint, register_model_configs,
+                    resolve_pretrained)
 from ..config import canonical_json, hash_text
 from ..errors import ArtifactError, ConfigError
 from .config import EmbedConfig, ImageEmbedConfig
@@ -86,7 +87,8 @@ def _reuse(store: ArtifactStore, signature: str, ids: pl.Series, emb: np.ndarray
         except ArtifactError as err:  # a damaged earlier artifact is not reused (its rows are encoded again)
             log.warning("not reusing embeddings of %s: %s", m.key, err)
             continue
-        hit = (want.filter(~pl.Series(filled)).join(old.ids.select("caption_id").with_row_index("_old"), on="caption_id"))
+        hit = (want.filter(~pl.Series(filled)).join(old.ids.select("caption_id").with_row_index("_old"),
+                                                    on="caption_id"))
         if hit.height == 0:
             continue
         rows, old_rows = hit["_row"].to_numpy(), hit["_old"].to_numpy().astype(np.int64)

@@ -172,7 +172,8 @@ def score_items(items: Sequence[EvalItem], *, meteor: bool = True, spice: bool =
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     ref_slot, ref_lists = _reference_slots(items)
-    side = _MeteorSide(len(items), meteor_workers, cache_dir, [s for r in ref_lists for s in r], timings) if meteor else None
+    side = _MeteorSide(len(items), meteor_workers, cache_dir, [s for r in ref_lists for s in r],
+                       timings) if meteor else None
     ok = False
     try:
         out = _score(items, ref_slot, ref_lists, side, spice, timings)
@@ -239,7 +240,8 @@ def _score(items: Sequence[EvalItem], ref_slot: dict, ref_lists: list[list[str]]
                 res = {i: [tokens[s]] for i, s in enumerate(hyp_sent.tolist())}
                 scores.metrics[SPICE], scores.per_image[SPICE] = _spice(gts, res)
         else:
-            log.warning("SPICE skipped: the Stanford CoreNLP jars (pycocoevalcap/spice/lib/stanford-corenlp-3.6.0*.jar) "
+            log.warning("SPICE skipped: the Stanford CoreNLP jars "
+                        "(pycocoevalcap/spice/lib/stanford-corenlp-3.6.0*.jar) "
                         "are not installed and cannot be downloaded here; SPICE is absent from the metrics")
     for scores in out:
         scores.metrics = {k: scores.metrics[k] for k in (*METRIC_NAMES, SPICE) if k in scores.metrics}

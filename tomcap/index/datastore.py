@@ -29,14 +29,16 @@ NO_ROW = -1
 
 @dataclass
 class SearchResult:
-    """rows (Q, k) int64 datastore rows (NO_ROW where empty), scores (Q, k) float32 inner products (-inf where empty)."""
+    """rows (Q, k) int64 datastore rows (NO_ROW where empty), scores (Q, k) float32 inner products
+    (-inf where empty)."""
 
     rows: np.ndarray
     scores: np.ndarray
 
 
 def read_index(path: Path):
-    """faiss.read_index memory-mapped (IO_FLAG_MMAP) where the index type supports it, else loaded -> (index, mmapped)."""
+    """faiss.read_index memory-mapped (IO_FLAG_MMAP) where the index type supports it, else loaded
+    -> (index, mmapped)."""
     import faiss
 
     try:
@@ -90,8 +92,10 @@ class Datastore(ClipInfo):
     def _check_queries(self, queries: np.ndarray) -> np.ndarray:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.dim:
-            raise InputDataError(f"queries have shape {tuple(np.shape(queries))}, the datastore holds dim-{self.dim} embeddings",
-                                 path=self.ref.dir, fix="embed queries with the CLIP model the datastore was built with "
+            raise InputDataError(f"queries have shape {tuple(np.shape(queries))}, "
+                                 f"the datastore holds dim-{self.dim} embeddings",
+                                 path=self.ref.dir,
+                                 fix="embed queries with the CLIP model the datastore was built with "
                                  f"({self.model_fingerprint})")
         return q
 

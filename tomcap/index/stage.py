@@ -79,7 +79,8 @@ def _timed_search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, float
     return rows, len(queries) / max(time.perf_counter() - t0, 1e-9)
 
 
-def tune_nprobe(index, queries: np.ndarray, truth: np.ndarray, start: int, target: float, k: int) -> tuple[int, float, float]:
+def tune_nprobe(index, queries: np.ndarray, truth: np.ndarray, start: int, target: float,
+                k: int) -> tuple[int, float, float]:
     """Smallest nprobe with recall@k ≥ target (or all lists): double from ``start``, then bisect to within
     1/NPROBE_RESOLUTION; sets it on the index -> (nprobe, recall, qps). QPS is re-timed at the final nprobe.
 
@@ -184,7 +185,9 @@ def run_index(config: IndexConfig, data_dir: Path | str, embed: ArtifactRef, cor
             _link_or_copy(emb.ref.file(s), tmp / s)
         texts.write_parquet(tmp / TEXTS_FILE)
         info = {"index_key": choice.key, "auto_choice": auto.key, "nprobe": nprobe, "n": n, "dim": dim,
-                "metric": "inner_product", "refine_k_factor": int(index.k_factor) if isinstance(index, faiss.IndexRefine) else None, "build_s": round(build_s, 3), "train_rows": int(len(train_idx)) if is_ivf else 0,
+                "metric": "inner_product",
+                "refine_k_factor": int(index.k_factor) if isinstance(index, faiss.IndexRefine) else None,
+                "build_s": round(build_s, 3), "train_rows": int(len(train_idx)) if is_ivf else 0,
                 "index_bytes": (tmp / INDEX_FILE).stat().st_size, "est_bytes": auto.est_bytes,
                 "eval_queries": int(n_q), "k": k, f"recall@{k}": round(recall, 4), "qps": round(qps, 1),
                 "exact_qps": round(flat_qps, 1), "model_fingerprint": emb.model_fingerprint,

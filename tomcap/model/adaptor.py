@@ -66,7 +66,8 @@ def load_tokenizer(source: str) -> Any:
         tok = AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError as err:
         raise ConfigError(f"cannot load the GPT-2 tokenizer '{source}' ({str(err).splitlines()[0]})",
-                          fix="set model.gpt2_dir to a folder with tokenizer files (e.g. data/models/tomcap-world-gpt2) "
+                          fix="set model.gpt2_dir to a folder with tokenizer files "
+                              "(e.g. data/models/tomcap-world-gpt2) "
                               "or model.gpt2 to a cached Hugging Face name") from None
     if tok.eos_token_id is None:
         raise ConfigError(f"the tokenizer of '{source}' has no eos token", fix="use a GPT-2 style tokenizer with eos")
@@ -94,7 +95,8 @@ def load_decoder(source: str, dropout: float | None = None) -> nn.Module:
         return AutoModelForCausalLM.from_pretrained(source, add_cross_attention=True, **overrides, **kwargs)
     except OSError as err:
         raise ConfigError(f"cannot load the GPT-2 decoder '{source}' ({str(err).splitlines()[0]})",
-                          fix="set model.gpt2_dir to a local GPT-2 folder or model.gpt2 to a cached Hugging Face name") from None
+                          fix="set model.gpt2_dir to a local GPT-2 folder "
+                              "or model.gpt2 to a cached Hugging Face name") from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -110,7 +112,8 @@ def shrink_cross_attention(decoder: nn.Module, factor: int) -> None:
         width = att.embed_dim // factor
         if width * factor != att.embed_dim or width % att.num_heads:
             raise ConfigError(f"cross_attention_reduce={factor} does not divide d_model={att.embed_dim} into "
-                              f"{att.num_heads} heads", fix="pick a factor such that d_model / factor is a multiple of n_head")
+                              f"{att.num_heads} heads",
+                              fix="pick a factor such that d_model / factor is a multiple of n_head")
         att.head_dim, att.split_size = width // att.num_heads, width
         att.scaling = att.head_dim ** -0.5 if att.scale_attn_weights else 1.0
         if att.scale_attn_by_inverse_layer_idx:
@@ -136,7 +139,8 @@ class TomcapAdaptor(nn.Module):
     def __init__(self, config: AdaptorConfig, decoder: nn.Module | None = None, tokenizer: Any = None):
         super().__init__()
         if config.clip_dim is None:
-            raise ConfigError("model.clip_dim is not resolved", fix="set model.clip_dim or build through the train stage")
+            raise ConfigError("model.clip_dim is not resolved",
+                              fix="set model.clip_dim or build through the train stage")
         from peft import LoraConfig, inject_adapter_in_model
 
         self.config = config
@@ -239,7 +243,8 @@ class TomcapAdaptor(nn.Module):
         the retrieved caption embeddings; a learned role vector tells them apart."""
         if embeddings.shape[-1] != self.config.clip_dim:
             raise ConfigError(f"condition embeddings have dim {embeddings.shape[-1]}, the adaptor expects "
-                              f"{self.config.clip_dim}", fix="use embeddings of the CLIP model the adaptor was trained with")
+                              f"{self.config.clip_dim}",
+                              fix="use embeddings of the CLIP model the adaptor was trained with")
         x = self.proj(embeddings.to(self.proj.weight.dtype))
         # Slice-and-add rather than ``self.role[index]``: index backward scatter-adds, whose
         # summation order is not fixed across runs, and resume must be bit-reproducible.

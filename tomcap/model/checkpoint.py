@@ -143,7 +143,8 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     folder = Path(folder)
     path = folder / CHECKPOINT_JSON
     if not path.is_file() or not (folder / WEIGHTS_FILE).is_file():
-        raise ArtifactError("not a (complete) tomcap adaptor checkpoint: checkpoint.json or adaptor.safetensors missing",
+        raise ArtifactError("not a (complete) tomcap adaptor checkpoint: "
+                            "checkpoint.json or adaptor.safetensors missing",
                             path=folder, fix="pass the folder written by 'tomcap train' (it holds checkpoint.json)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))

@@ -19,21 +19,26 @@ class AdaptorConfig(StageConfig):
     """
 
     gpt2: str = Field(default="gpt2", description="Hugging Face model name of the decoder")
-    gpt2_dir: Path | None = Field(default=None, description="local GPT-2 folder (config.json, weights, tokenizer); overrides 'gpt2'")
-    clip_dim: int | None = Field(default=None, ge=1, description="CLIP embedding width; null: taken from the embeddings")
+    gpt2_dir: Path | None = Field(default=None,
+                                  description="local GPT-2 folder (config.json, weights, tokenizer); overrides 'gpt2'")
+    clip_dim: int | None = Field(default=None, ge=1,
+                                 description="CLIP embedding width; null: taken from the embeddings")
     k: int = Field(default=4, ge=0, description="retrieved captions per example (prompt and cross-attention)")
     cross_attention_reduce: int = Field(default=4, ge=1, description="cross-attention width = d_model / this "
                                         "(SmallCap's 4: gpt2 at 5.9% trainable; 1 = full width, 18.9%)")
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    decoder_dropout: float | None = Field(default=None, ge=0.0, lt=1.0, description="GPT-2's residual/embedding/attention "
+    decoder_dropout: float | None = Field(default=None, ge=0.0, lt=1.0,
+                                          description="GPT-2's residual/embedding/attention "
                                           "dropout while training; null keeps the checkpoint's (0.1 for gpt2)")
-    lora_targets: tuple[LoraTarget, ...] = Field(default=("c_attn",), description="self-attention projections that get LoRA")
+    lora_targets: tuple[LoraTarget, ...] = Field(default=("c_attn",),
+                                                 description="self-attention projections that get LoRA")
     prompt_prefix: str = Field(default="Similar images show:", description="text before the retrieved captions")
     prompt_separator: str = Field(default=".", description="appended after each retrieved caption")
     prompt_suffix: str = Field(default="This image shows:", description="text right before the caption")
-    max_length: int | None = Field(default=None, ge=8, description="max prompt+caption tokens; null: the decoder's n_positions")
+    max_length: int | None = Field(default=None, ge=8,
+                                   description="max prompt+caption tokens; null: the decoder's n_positions")
 
     @model_validator(mode="after")
     def _check(self) -> "AdaptorConfig":

@@ -76,7 +76,8 @@ def test_evaluate_deployment_compares_datastores_and_summarises_its_run(prefect_
     import datetime as dt
 
     start = dt.datetime.now(dt.timezone.utc)
-    evaluate_checkpoint(str(ckpt), [str(index)], corpora=[str(other)], config_file=str(config), data_dir=str(data))
+    evaluate_checkpoint(checkpoint=str(ckpt), index=[str(index)], corpora=[str(other)], config_file=str(config),
+                        data_dir=str(data))
     states = task_states_since(start)
     assert len(states["generate"]) == 2 and len(states["embed_images"]) == 1, states  # test images: once
     assert len(list((data / "artifacts" / "generate").iterdir())) == 2  # the given datastore's was reused

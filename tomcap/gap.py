@@ -19,6 +19,7 @@ from .artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
 from .embed.store import EmbeddingSet
 from .errors import ArtifactError, InputDataError
 from .gap_config import GapConfig
+from .gap_report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ def gap_figures(img: np.ndarray, txt: np.ndarray) -> dict[str, float]:
 def run_gap(config: GapConfig, data_dir: Path | str, text: ArtifactRef, images: ArtifactRef,
             paired: ArtifactRef | None = None, *, force: bool = False) -> ArtifactRef:
     """Estimate μ/σ per modality, the noise std and the gaps before/after correction."""
-    from .gap_report import write_report
-
     upstream = upstream_fingerprints(config, text, images, paired)
 
     def build(tmp: Path) -> BuildOutput:

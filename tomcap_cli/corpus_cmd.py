@@ -2,6 +2,9 @@
 to Prefect (a ``tomcap.corpus.updated`` event triggers the 'retrain' deployment)."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 from pathlib import Path
 

@@ -1,6 +1,9 @@
 """``tomcap watch DIR``: emit a tomcap.corpus.updated Prefect event when a corpus file lands."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 import time
 from pathlib import Path

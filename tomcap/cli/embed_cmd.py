@@ -1,6 +1,9 @@
 """``tomcap embed`` (corpus -> text embeddings), ``tomcap embed-images`` (folder -> image embeddings)."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar

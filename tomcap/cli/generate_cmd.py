@@ -3,6 +3,9 @@ files -> captions). Both go through ``tomcap.generate.session``: the same checkp
 same caption."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 import json
 import sys

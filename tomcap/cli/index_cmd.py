@@ -1,6 +1,9 @@
 """``tomcap index``: text embedding artifact -> FAISS datastore (auto index choice, measured recall/QPS)."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 from pathlib import Path
 

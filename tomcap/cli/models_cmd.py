@@ -2,6 +2,9 @@
 lists the CLIP architectures open_clip knows."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 import json
 from pathlib import Path

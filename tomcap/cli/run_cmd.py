@@ -3,6 +3,9 @@
 ``tomcap pipeline`` runs the same graph as Prefect flows; both produce the same artifacts (same keys)."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 
 from ..pipeline import STAGE_NAMES

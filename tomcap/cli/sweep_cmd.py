@@ -1,6 +1,9 @@
 """``tomcap sweep-guidance``: caption with several CFG scales, score them together, plot the trade-off."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 from pathlib import Path
 

@@ -1,6 +1,9 @@
 """`tomcap world generate|build-models|probe`: the embedded offline world and its two shipped models."""
 from __future__ import annotations
 
+# Stage code (torch, FAISS, polars, Prefect) is imported inside the functions: every command module is
+# imported to build the parser, and `tomcap --help` must stay light.
+
 import argparse
 import json
 from pathlib import Path

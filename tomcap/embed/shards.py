@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
+from ..corpus.stage import read_corpus
 from ..errors import InputDataError
 from .config import EmbedConfig
 from .stage import SHARD_STAGE, clip_for, model_fingerprint, reuse_signature
@@ -38,8 +39,6 @@ def plan_row_ranges(n_rows: int, map_rows: int) -> list[tuple[int, int]]:
 
 def corpus_row_ranges(config: EmbedConfig, corpus: ArtifactRef) -> list[tuple[int, int]]:
     """The row ranges of ``corpus`` for ``config.map_rows`` (one range when it is null)."""
-    from ..corpus import read_corpus
-
     n = read_corpus(corpus).height
     return plan_row_ranges(n, config.map_rows or max(n, 1))
 
@@ -47,8 +46,6 @@ def corpus_row_ranges(config: EmbedConfig, corpus: ArtifactRef) -> list[tuple[in
 def run_embed_shard(config: EmbedConfig, data_dir: Path | str, *, corpus: ArtifactRef, start: int, stop: int,
                     force: bool = False) -> ArtifactRef:
     """Embed corpus rows [start, stop) into an ``embed_shard`` artifact (same layout as 'embed')."""
-    from ..corpus import read_corpus
-
     upstream = upstream_fingerprints(config, corpus, start, stop)
     fp = upstream["clip"]
 

@@ -18,6 +18,7 @@ from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
 from ..clip import (RANDOM_INIT, LoadedClip, load_clip, pretrained_fingerprint, register_model_configs,
                     resolve_pretrained)
 from ..config import canonical_json, hash_text
+from ..corpus.stage import read_corpus
 from ..errors import ArtifactError, ConfigError
 from .config import EmbedConfig, ImageEmbedConfig
 from .store import IDS_FILE, EmbeddingSet, ShardSink
@@ -101,8 +102,6 @@ def _reuse(store: ArtifactStore, signature: str, ids: pl.Series, emb: np.ndarray
 
 def run_embed(config: EmbedConfig, data_dir: Path | str, corpus: ArtifactRef, *, force: bool = False) -> ArtifactRef:
     """Text embeddings (sharded .npy, L2-normalised) + caption_ids.parquet of a corpus artifact."""
-    from ..corpus import read_corpus
-
     store = ArtifactStore(data_dir)
     upstream = upstream_fingerprints(config, corpus)
 

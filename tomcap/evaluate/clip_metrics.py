@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import gapmath
 from ..device import inference_autocast
 from ..errors import InputDataError
 from .loading import number_alias
@@ -71,8 +72,6 @@ def gap_metrics(img: np.ndarray, cap: np.ndarray) -> dict[str, float]:
 
     The gap is defined between L2-normalised embeddings (Liang et al. 2022), so raw features are
     normalised first; otherwise the figures scale with the encoders' output norms."""
-    from .. import gapmath
-
     img, cap = gapmath.l2_normalize(img), gapmath.l2_normalize(cap)
     return {
         "gap_centroid_distance": float(gapmath.centroid_gap(img, cap)),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import load_ref
 from ..constants import MANIFEST_NAME
 from ..errors import InputDataError
 
@@ -293,8 +294,6 @@ def results_path(path: Path) -> Path:
         if not (path / MANIFEST_NAME).is_file():
             raise _fail(path, "is a folder but not a tomcap artifact (no manifest.json)",
                         "pass a results JSON file or a generation artifact folder")
-        from ..artifacts import load_ref
-
         ref = load_ref(path, stage=GENERATE_STAGE)
         return ref.file(GENERATE_RESULTS_FILE)
     return path

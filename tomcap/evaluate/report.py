@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .coco_metrics import METRIC_NAMES, SPICE
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.parquet"
 REPORT_FILE = "report.md"
@@ -40,8 +41,6 @@ def _fmt(v: Any) -> str:
 
 def score_names(metrics: Mapping[str, Any]) -> list[str]:
     """Scalar score keys: the COCO ones in the toolkit's order, then the others in their order."""
-    from .coco_metrics import METRIC_NAMES, SPICE
-
     first = [k for k in (*METRIC_NAMES, SPICE) if isinstance(metrics.get(k), float)]
     return first + [k for k, v in metrics.items() if isinstance(v, float) and k not in first]
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .decoding import DecodeConfig, Hypothesis, decode
 from .guidance import ADAPTOR_MODEL, BASE_LM_MODEL, COND, LM, UNCOND, Guidance
 from .rerank import pick_best, rerank_scores
@@ -65,8 +66,6 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
     model.eval()
     budget = model.max_length - cfg.max_new_tokens
     if budget < 2:
-        from ..errors import ConfigError
-
         raise ConfigError(f"generate.decode.max_new_tokens = {cfg.max_new_tokens} does not fit the decoder's context "
                           f"of {model.max_length} positions (the prompt needs at least 2)",
                           fix=f"set generate.decode.max_new_tokens <= {model.max_length - 2}")

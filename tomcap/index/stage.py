@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
+from ..corpus.stage import read_corpus
 from ..embed.store import EmbeddingSet
 from ..errors import ArtifactError
 from .config import IndexConfig
@@ -124,8 +125,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _texts_frame(emb: EmbeddingSet, corpus: ArtifactRef) -> pl.DataFrame:
-    from ..corpus import read_corpus
-
     texts = read_corpus(corpus).select("caption_id", "text")
     df = emb.ids.select("caption_id", "image_id").join(texts, on="caption_id", how="left", maintain_order="left")
     missing = df["text"].null_count()

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..config import canonical_json, hash_text
 from ..errors import ArtifactError, ConfigError, InputDataError
 from .adaptor import TomcapAdaptor, build_adaptor
 from .config import AdaptorConfig
@@ -53,8 +54,6 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 def decoder_fingerprint(config: AdaptorConfig) -> str:
     """Content hash of the local GPT-2 folder (its files' names and sha256), or ``hub:<name>``
     (a hub model is pinned by its name). Equal to the train stage's upstream ``gpt2`` fingerprint."""
-    from ..config import canonical_json, hash_text
-
     if config.gpt2_dir is None:
         return f"hub:{config.gpt2}"
     d = Path(config.gpt2_dir)

@@ -84,16 +84,33 @@ def publish_index_info(ref: ArtifactRef) -> None:
 
 
 class TrainingProgress:
-    """Training progress callback: a Prefect progress artifact (0-100) updated every few steps."""
+    """Training progress callback: a Prefect progress artifact (0-100) and a run-log line with the loss
+    and the ETA, every few steps."""
 
     def __init__(self, steps: int):
         self.steps = steps
         self.artifact_id = None
+        self._start: tuple[float, int] | None = None
+
+    def _log(self, step: int, event: dict[str, Any]) -> None:
+        import time
+
+        from prefect import get_run_logger
+
+        now = time.monotonic()
+        if self._start is None:
+            self._start = (now, step)
+        t0, s0 = self._start
+        eta = (now - t0) / (step - s0) * (self.steps - step) if step > s0 else None
+        val = f", val loss {event['val_loss']:.4f}" if "val_loss" in event else ""
+        get_run_logger().info("train step %d/%d: loss %.4f%s, ETA %s", step, self.steps, float(event.get("loss", 0)),
+                              val, "unknown" if eta is None else f"{eta:.0f} s")
 
     def __call__(self, event: dict[str, Any]) -> None:
         step = int(event.get("step", 0))
         if step % PROGRESS_EVERY_STEPS and step != self.steps:
             return
+        self._log(step, event)
         pct = 100.0 * step / max(self.steps, 1)
         if self.artifact_id is None:
             self.artifact_id = create_progress_artifact(progress=pct, key="tomcap-train-progress",

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
 from ..config import StageConfig
+from ..constants import FINGERPRINT_CHARS
 from ..embed.store import EmbeddingSet
 from ..errors import ArtifactError
 from ..index import Datastore
@@ -35,7 +36,7 @@ class NearestConfig(StageConfig):
 def upstream_fingerprints(config: NearestConfig, index: ArtifactRef, images: ArtifactRef) -> dict[str, str]:
     up = {"index": index.fingerprint, "images": images.fingerprint}
     if config.annotations is not None:
-        up["annotations"] = file_sha256(_existing(config.annotations))[:16]
+        up["annotations"] = file_sha256(_existing(config.annotations))[:FINGERPRINT_CHARS]
     return up
 
 

@@ -58,7 +58,8 @@ def load_scene_truth(scenes_file: Path) -> dict[int, dict[str, set[str]]]:
 def caption_scores(caption: str, truth: dict) -> dict[str, float]:
     """Every score of :data:`SCORES` for one caption against one scene's truth."""
     parsed = parse_caption(caption)
-    out = {"color_acc": _precision(parsed.colors, truth["colors"]), "shape_acc": _precision(parsed.shapes, truth["shapes"])}
+    out = {"color_acc": _precision(parsed.colors, truth["colors"]),
+           "shape_acc": _precision(parsed.shapes, truth["shapes"])}
     out["attr_acc"] = (out["color_acc"] + out["shape_acc"]) / 2
     named = named_objects(caption)
     matched = sum((Counter(named) & Counter(truth["objects"])).values())  # one-to-one: multiset intersection

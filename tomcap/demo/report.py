@@ -151,7 +151,8 @@ def run_demo_report(config: DemoReportConfig, data_dir: Path | str, *, world: Ar
         gap_figs = {w: info.get(w, {}) for w in ("before", "after")}
         first = tables.get(TEST_STREAM) or next(iter(tables.values()), {})
         primary = {k: v for k, v in first.items() if k != NEAREST}
-        out = {"variants": primary, "baselines": {k: v for k, v in first.items() if k == NEAREST}, "splits": {s: {"variants": t, **stats[s]} for s, t in tables.items()},
+        out = {"variants": primary, "baselines": {k: v for k, v in first.items() if k == NEAREST},
+               "splits": {s: {"variants": t, **stats[s]} for s, t in tables.items()},
                "bootstrap": {"resamples": config.bootstrap_resamples, "seed": config.bootstrap_seed,
                              "level": config.bootstrap_level}, "gap": gap_figs}
         (tmp / "metrics.json").write_text(json.dumps(out, indent=2), encoding="utf-8")

@@ -1,8 +1,8 @@
 """Re-measure the shipped models' numbers: CLIP zero-shot attributes, retrieval, modality gap; GPT-2 perplexity.
 
 Everything here is computed on a held-out evaluation split of a :class:`WorldConfig` (regenerated
-from its seed, pixel-identical to the PNG files ``generate_world`` writes; validation to choose, test to report), so the model cards'
-numbers can be re-measured on any machine with ``tomcap world probe``.
+from its seed, pixel-identical to the PNG files ``generate_world`` writes; validation to choose, test to
+report), so the model cards' numbers can be re-measured on any machine with ``tomcap world probe``.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256, load_ref
-from ..constants import MANIFEST_NAME, TMP_PREFIX, TRASH_PREFIX
+from ..constants import FINGERPRINT_CHARS, MANIFEST_NAME, TMP_PREFIX, TRASH_PREFIX
 from ..errors import ArtifactError, ConfigError, InputDataError
 from .coco_metrics import EvalItem, score_items
 from .config import EvaluateConfig
@@ -42,7 +42,7 @@ def _images_fingerprint(folder: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         h.update(f"{f.relative_to(folder).as_posix()}\0{f.stat().st_size}\n".encode())
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:FINGERPRINT_CHARS]
 
 
 def _check_refs_file(path: Path) -> None:
@@ -64,12 +64,12 @@ def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None =
     up: dict[str, str] = {}
     if config.refs is not None:
         _check_refs_file(Path(config.refs))
-        up["refs"] = file_sha256(Path(config.refs))[:16]
+        up["refs"] = file_sha256(Path(config.refs))[:FINGERPRINT_CHARS]
     for i, p in enumerate(config.results):
         f = results_path(Path(p))
         if not f.is_file():
             raise ConfigError(f"results file not found: {f}", fix="pass an existing file with --results")
-        up[f"results/{i}"] = file_sha256(f)[:16]
+        up[f"results/{i}"] = file_sha256(f)[:FINGERPRINT_CHARS]
     if generate is not None:
         up["generate"] = generate.fingerprint
     if config.images is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, stage_key
-from ..errors import ArtifactError, InputDataError
+from ..errors import InputDataError
 from ..model.adaptor import build_adaptor
 from ..model.checkpoint import CHECKPOINT_JSON, WEIGHTS_FILE, decoder_shape
 from ..model.checkpoint import decoder_fingerprint as checkpoint_decoder_fingerprint
@@ -186,19 +186,11 @@ def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, Arti
     info = {"params": {"trainable": counts.trainable, "total": counts.total, "share": round(counts.share, 4)},
             "decoder": {"source": model_cfg.decoder_source, **decoder_shape(model)}, "clip_dim": emb.dim,
             "clip_model_fingerprint": emb.model_fingerprint, "data": describe(train_data), "val_rows": len(val_data),
-            "resolved_model": model_cfg.model_dump(mode="json"), **{k: v for k, v in summary.items() if k != "val_losses"},
+            "resolved_model": model_cfg.model_dump(mode="json"), **{k: v for k,
+                                                                    v in summary.items() if k != "val_losses"},
             "val_losses": summary["val_losses"]}
     rows = {"train_rows": len(train_data), "val_rows": len(val_data), "steps": result.steps,
             "val_loss_first": summary["val_loss_first"], "val_loss_last": summary["val_loss_last"]}
     log.info("train: %d steps in %.1fs, val loss %s -> %s", result.steps, result.seconds, summary["val_loss_first"],
              summary["val_loss_last"])
     return BuildOutput(rows=rows, info=info)
-
-
-def checkpoint_dir(ref: ArtifactRef) -> Path:
-    """Folder to pass to :func:`tomcap.model.load_adaptor` (the artifact folder itself)."""
-    if ref.stage != SPEC.name:
-        raise ArtifactError(f"is a '{ref.stage}' artifact, not a 'train' artifact", path=ref.dir,
-                            fix="pass the folder of a 'train' artifact")
-    return ref.dir
-

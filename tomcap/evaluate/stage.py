@@ -75,7 +75,8 @@ def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None =
     if config.images is not None:
         up["images"] = _images_fingerprint(config.images)
     if config.clip_model is not None:
-        up["clip"] = f"{config.clip_model}@{pretrained_fingerprint(resolve_pretrained(config.clip_model, config.clip_pretrained))}"
+        weights = pretrained_fingerprint(resolve_pretrained(config.clip_model, config.clip_pretrained))
+        up["clip"] = f"{config.clip_model}@{weights}"
     return up
 
 

@@ -111,7 +111,8 @@ def _paired_images(image_embed: ArtifactRef | None, df: Any, config: TrainConfig
     missing = sorted({i for i in ids if i is None or str(i) not in pos}, key=str)
     if missing:
         raise InputDataError(f"{len(missing)} corpus image ids have no image embedding (e.g. {missing[0]})",
-                             path=image_embed.dir, fix="embed the images of every corpus caption (file names = image ids)")
+                             path=image_embed.dir,
+                             fix="embed the images of every corpus caption (file names = image ids)")
     return img.rows(np.array([pos[str(i)] for i in ids]))
 
 

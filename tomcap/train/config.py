@@ -31,8 +31,10 @@ class TrainConfig(StageConfig):
     device: str | None = Field(default="auto", description="auto (or null): cuda if available, else cpu")
     eval_every: int = Field(default=100, ge=1, description="validation loss every N steps (and at the end)")
     checkpoint_every: int = Field(default=200, ge=1, description="resume checkpoint every N steps")
-    cond_dropout: float = Field(default=0.1, ge=0, le=1, description="p of replacing the condition by the null one (CFG)")
-    query: Literal["text", "image"] = Field(default="text", description="'image': paired oracle (real image embeddings)")
+    cond_dropout: float = Field(default=0.1, ge=0, le=1,
+                                description="p of replacing the condition by the null one (CFG)")
+    query: Literal["text", "image"] = Field(default="text",
+                                            description="'image': paired oracle (real image embeddings)")
     gap_correction: bool = Field(default=True, description="map text embeddings to the image distribution")
     noise: bool = Field(default=True, description="add Gaussian noise to the query embeddings")
     noise_std: float = Field(default=0.04, ge=0, description="per-dim noise std when no gap stats give one")
@@ -43,7 +45,8 @@ class TrainConfig(StageConfig):
     renormalize: bool = Field(default=True, description="unit-normalise embeddings after correction and noise")
     val_size: int = Field(default=256, ge=1, description="held-out captions for the validation loss")
     max_rows: int | None = Field(default=None, ge=1, description="train on at most this many captions (seeded sample)")
-    threads: int | None = Field(default=None, ge=1, description="torch CPU threads; null: torch's default (not in the key)")
+    threads: int | None = Field(default=None, ge=1,
+                                description="torch CPU threads; null: torch's default (not in the key)")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

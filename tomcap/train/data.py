@@ -86,7 +86,8 @@ class TrainData:
         n = len(self.texts)
         if self.embeddings.shape[0] != n or len(self.exclude) != n:
             raise InputDataError(f"training rows disagree: {n} texts, {self.embeddings.shape[0]} embeddings, "
-                                 f"{len(self.exclude)} exclusion lists", fix="build TrainData from one corpus/embedding pair")
+                                 f"{len(self.exclude)} exclusion lists",
+                                 fix="build TrainData from one corpus/embedding pair")
         if self.image_embeddings is not None and self.image_embeddings.shape != self.embeddings.shape:
             raise InputDataError(f"paired image embeddings {self.image_embeddings.shape} do not match text embeddings "
                                  f"{self.embeddings.shape}", fix="embed one image per caption with the same CLIP model")
@@ -99,7 +100,8 @@ class TrainData:
         return TrainData([self.texts[i] for i in idx], self.embeddings[idx], [self.exclude[i] for i in idx], img)
 
 
-def exclusion_rows(store_groups: np.ndarray, query_groups: np.ndarray, query_store_rows: np.ndarray) -> list[np.ndarray]:
+def exclusion_rows(store_groups: np.ndarray, query_groups: np.ndarray,
+                   query_store_rows: np.ndarray) -> list[np.ndarray]:
     """Datastore rows each query caption must not retrieve: itself and every caption of its image.
 
     store_groups (M,) int64 image-group id per datastore row (NO_GROUP if none); query_groups (N,)

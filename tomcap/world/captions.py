@@ -123,7 +123,8 @@ def scene_captions(scene: Scene, n: int = 5, seed: int = 0, relation_share: floa
             out.append(cap)
             if len(out) == n:
                 return out
-    raise RuntimeError(f"could only write {len(out)} distinct captions for scene {scene.scene_id} after {MAX_TRIES} draws")
+    raise RuntimeError(f"could only write {len(out)} distinct captions for scene {scene.scene_id} "
+                       f"after {MAX_TRIES} draws")
 
 
 # ---------------------------------------------------------------- parsing

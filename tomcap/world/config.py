@@ -96,8 +96,10 @@ class Gpt2TrainConfig(StageConfig):
     n_layer: int = Field(default=3, ge=1)
     n_head: int = Field(default=4, ge=1)
     n_embd: int = Field(default=96, ge=16)
-    n_positions: int = Field(default=128, ge=16, description="context; must hold a retrieval prompt (K captions) + caption")
-    packed_share: float = Field(default=0.5, ge=0, le=0.9, description="share of training sequences that join all captions "
+    n_positions: int = Field(default=128, ge=16,
+                             description="context; must hold a retrieval prompt (K captions) + caption")
+    packed_share: float = Field(default=0.5, ge=0, le=0.9,
+                                description="share of training sequences that join all captions "
                                 "of one scene (so the LM learns that its context repeats, as a retrieval prompt does)")
     steps: int = Field(default=2500, ge=1)
     batch_size: int = Field(default=32, ge=1)
@@ -106,6 +108,7 @@ class Gpt2TrainConfig(StageConfig):
     n_train_scenes: int = Field(default=20_000, ge=1, description="world scenes whose captions form the LM corpus")
     n_heldout_scenes: int = Field(default=500, ge=1, description="held-out world scenes for perplexity")
     real_captions_max: int = Field(default=20_000, ge=0,
-                                   description="real captions (../shared/data/captions Karpathy val) mixed in, if present")
+                                   description="real captions (../shared/data/captions Karpathy val) mixed in, "
+                                               "if present")
     threads: int = Field(default=1, ge=1, description="torch CPU threads (see ClipTrainConfig.threads)")
     log_every: int = Field(default=100, ge=1)

@@ -60,7 +60,8 @@ def probe_models(models_dir: Path, world: WorldConfig, n_images: int, device: st
     for p in (weights, gpt2_dir / "config.json"):
         if not p.exists():
             raise ArtifactError("world model file missing", path=p,
-                                fix="run `tomcap world build-models` (or point --models-dir at the shipped data/models)")
+                                fix="run `tomcap world build-models` "
+                                    "(or point --models-dir at the shipped data/models)")
     clip = load_clip(ClipTrainConfig().model_name, pretrained=str(weights), device=device or "cpu")
     out: dict[str, Any] = {"clip": probe_clip(clip.model, clip.tokenizer, world, n_images, clip.device,
                                               binding_images=min(n_images, BINDING_IMAGES))}
@@ -115,7 +116,8 @@ def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
         "",
         f"## {crec['model_name']} (`{CLIP_FILE}`, {size_mb(models_dir / CLIP_FILE):.1f} MiB, fp16 safetensors)",
         "",
-        "Load: `tomcap.clip.load_clip(\"tomcap-world-clip\", pretrained=\"data/models/tomcap-world-clip.safetensors\")`.",
+        "Load: `tomcap.clip.load_clip(\"tomcap-world-clip\", "
+        "pretrained=\"data/models/tomcap-world-clip.safetensors\")`.",
         "Default open_clip tokenizer (vocab 49408). Architecture (`tomcap/model_configs/tomcap-world-clip.json`):",
         "", "```json", arch, "```", "",
         "Training config:",
@@ -153,14 +155,16 @@ def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
         f"| mean cosine of matched pairs | {_fmt(cm['mean_cos_matched'])} | | |",
         *([f"| binding: colour+shape of each object, {cm['n_multi']} multi-object scenes | "
            f"{_fmt(cm['binding_object'])} | | >= 0.90 (issue 20) |",
-           f"| binding: every object of the scene | {_fmt(cm['binding_scene'])} | | |"] if "binding_object" in cm else []),
+           f"| binding: every object of the scene | {_fmt(cm['binding_scene'])} | | |"]
+          if "binding_object" in cm else []),
         "",
         _targets_line(cm),
         "",
         f"## tomcap-world-gpt2 (`{GPT2_SUBDIR}/`, {size_mb(models_dir / GPT2_SUBDIR / 'model.safetensors'):.1f} MiB)",
         "",
         "Load: `AutoModelForCausalLM.from_pretrained(dir)`, `AutoTokenizer.from_pretrained(dir)` (byte-level BPE",
-        "trained with `tokenizers`, `<|endoftext|>` = bos/eos/pad). Training text: `<|endoftext|> caption <|endoftext|>`.",
+        "trained with `tokenizers`, `<|endoftext|>` = bos/eos/pad). "
+        "Training text: `<|endoftext|> caption <|endoftext|>`.",
         "", "Model config:", "", "```json", gcfg, "```", "",
         "Training config:", "", "```json", json.dumps(grec["train_config"], indent=2), "```", "",
         f"- device: {grec['device']}; training time: {grec['train_seconds']:.0f} s; parameters: {grec['n_parameters']}",

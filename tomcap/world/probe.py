@@ -88,7 +88,8 @@ def zero_shot_single(model: Any, tokenizer: Any, scenes: list[Scene], image_size
     }
     truth = {
         "size": [s.objects[0].size for s in singles], "color": [s.objects[0].color for s in singles],
-        "shape": [s.objects[0].shape for s in singles], "position": [(s.objects[0].row, s.objects[0].col) for s in singles],
+        "shape": [s.objects[0].shape for s in singles], "position": [(s.objects[0].row,
+                                                                      s.objects[0].col) for s in singles],
     }
     nearest = probs.argmax(1).tolist()
     out: dict[str, float] = {"n_single": len(singles)}

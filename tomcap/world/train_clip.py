@@ -221,7 +221,8 @@ def _run_phase(model: Any, tokenizer: Any, cfg: ClipTrainConfig, world: WorldCon
         loss_ema = loss_val if loss_ema is None else 0.95 * loss_ema + 0.05 * loss_val
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             log.info("clip step %d/%d (offset %d) loss %.4f (ema %.4f) batch gap %.3f lr %.2e %.1fs", step,
-                     cfg.steps, step_offset, loss_val, loss_ema, float(gap.detach()), lr_at(step, cfg), time.time() - t0)
+                     cfg.steps, step_offset, loss_val, loss_ema, float(gap.detach()), lr_at(step, cfg),
+                     time.time() - t0)
             history.append({"step": step, "loss": loss_val, "loss_ema": loss_ema, "batch_gap": float(gap.detach()),
                             "seconds": time.time() - t0})
         if probe_every and step and step % probe_every == 0:

@@ -75,7 +75,8 @@ def real_texts(path: Path | None, limit: int) -> list[str]:
         caps = [" ".join(c.strip().split()) for r in recs for c in r["captions"]]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise InputDataError(f"not a Karpathy caption file ({err})", path=path,
-                             fix="pass a JSON list of {'captions': [...]} records or set real_captions_max: 0") from None
+                             fix="pass a JSON list of {'captions': [...]} records "
+                                 "or set real_captions_max: 0") from None
     return caps[:limit]
 
 

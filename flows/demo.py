@@ -4,9 +4,9 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.pipeline import run_stages
-from tasks.stages import STAGE_TASKS, demo_report_task, nearest_task, publish, world_task
+from tasks.stages import demo_report_task, publish, world_task
 from tomcap.artifacts import ArtifactRef
-from tomcap.demo.splits import nearest_config, nearest_evaluate_config, split_pipeline_config
+from tomcap.demo.splits import split_pipeline_config
 from tomcap.demo.variants import demo_variants
 from tomcap.demo.wiring import demo_pipeline_config
 from tomcap.pipeline import reusable
@@ -30,11 +30,9 @@ def demo(config: PipelineConfig, data_dir: str | None = None) -> ArtifactRef:
             evaluations[f"{split}/{name}"], generations[f"{split}/{name}"] = done["evaluate"], done["generate"]
     for split in config.demo.splits if config.demo.baselines else ():
         scfg = split_pipeline_config(cfg, world, split)
-        images = run_stages(scfg, dd, "test_images", reusable(cfg, refs, scfg))["test_images"]
-        near = nearest_task(nearest_config(scfg), dd, index=refs["index"], images=images)
-        publish("nearest_caption", near)
-        evaluations[f"{split}/nearest_caption"] = STAGE_TASKS["evaluate"](nearest_evaluate_config(scfg, near), dd)
-        generations[f"{split}/nearest_caption"] = near
+        done = run_stages(scfg, dd, "evaluate_nearest", reusable(cfg, refs, scfg))
+        evaluations[f"{split}/nearest_caption"] = done["evaluate_nearest"]
+        generations[f"{split}/nearest_caption"] = done["nearest_caption"]
     report = demo_report_task(config.demo.report, dd, world=world, gap=refs["gap"], evaluations=evaluations,
                               generations=generations)
     publish("demo_report", report)

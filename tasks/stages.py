@@ -15,7 +15,6 @@ from prefect import Task, task
 
 from tomcap.artifacts import ArtifactRef
 from tomcap.demo.report import run_demo_report
-from tomcap.generate.nearest import run_nearest
 from tomcap.pipeline import STAGES
 from tomcap.train.config import TrainConfig
 from tomcap.world.stage import run_world
@@ -73,7 +72,7 @@ def _train(config: TrainConfig, data_dir: str, *, corpus: ArtifactRef, embed: Ar
 PUBLISHERS: dict[str, Callable[[ArtifactRef], None]] = {
     "corpus": publish_corpus_stats, "gap": publish_gap_report, "index": publish_index_info,
     "train": publish_training_curve, "generate": publish_samples, "evaluate": publish_metrics,
-    "demo_report": publish_demo_report, "nearest_caption": publish_samples,
+    "demo_report": publish_demo_report,
 }
 """UI artifact of each stage that has one (by stage name)."""
 
@@ -102,4 +101,3 @@ def _pipeline_tasks() -> dict[str, Task]:
 STAGE_TASKS = _pipeline_tasks()
 world_task = stage_task("tomcap.world.stage", run_world)
 demo_report_task = stage_task("tomcap.demo.report", run_demo_report)
-nearest_task = stage_task("tomcap.generate.nearest", run_nearest)

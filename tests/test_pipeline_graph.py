@@ -49,6 +49,11 @@ def test_gap_and_index_run_only_when_training_uses_them():
     assert "paired_images" not in _names(_cfg(), "evaluate")
 
 
+def test_the_nearest_caption_baseline_needs_only_the_datastore_and_the_images():
+    assert _names(_cfg(), "evaluate_nearest") == ["corpus", "embed", "index", "test_images", "nearest_caption",
+                                                  "evaluate_nearest"]
+
+
 def test_given_artifacts_cut_the_graph():
     assert _names(_cfg(), "evaluate", {"train": object(), "index": object()}) == ["test_images", "generate",
                                                                                   "evaluate"]
@@ -81,7 +86,8 @@ def test_demo_variants_share_exactly_the_stages_they_compute_identically():
     variants = all_variants(cfg)
     shared = {name: set(reusable(cfg, refs, v)) for name, v in variants.items()}
     assert shared["full"] == set(refs)
-    upstream = {"corpus", "embed", "embed_images", "gap", "index", "paired_images", "test_images"}
+    upstream = {"corpus", "embed", "embed_images", "gap", "index", "paired_images", "test_images",
+                "nearest_caption", "evaluate_nearest"}  # the model-free baseline is the same for every variant
     for name in ("no_correction", "no_noise", "no_retrieval", "paired_oracle"):
         assert shared[name] == upstream, name  # training changed: train, generate, evaluate rerun
     assert shared["no_cfg"] == upstream | {"train"}  # only decoding changed

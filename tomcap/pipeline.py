@@ -116,6 +116,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("generate", "tomcap.generate.stage", "run_generate", "generate",
           (Input("train", "train"), Input("index", "index"), Input("images", "test_images"))),
     Stage("evaluate", "tomcap.evaluate.stage", "run_evaluate", "evaluate", (Input("generate", "generate"),)),
+    # The honest floor of a retrieval-augmented captioner: each test image's nearest datastore caption, scored.
+    Stage("nearest_caption", "tomcap.generate.nearest", "run_nearest", "nearest",
+          (Input("index", "index"), Input("images", "test_images"))),
+    Stage("evaluate_nearest", "tomcap.evaluate.stage", "run_evaluate", "evaluate",
+          (Input("generate", "nearest_caption"),), artifact="evaluate"),
 )
 """In an order where every stage comes after its inputs."""
 

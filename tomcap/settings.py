@@ -18,7 +18,7 @@ from .demo.config import DemoConfig
 from .embed.config import EmbedConfig, ImageEmbedConfig
 from .evaluate.config import EvaluateConfig
 from .gap_config import GapConfig
-from .generate.config import GenerateConfig
+from .generate.config import GenerateConfig, NearestConfig
 from .index.config import IndexConfig
 from .registry import PromotionConfig
 from .train.config import TrainConfig
@@ -66,6 +66,8 @@ class PipelineConfig(StageConfig):
     paired_images: ImageEmbedConfig = Field(default=ImageEmbedConfig(),
                                             description="images of the corpus captions (paired oracle only)")
     generate: GenerateConfig = GenerateConfig()
+    nearest: NearestConfig = Field(default=NearestConfig(),
+                                   description="the nearest_caption baseline (top-1 datastore caption, no model)")
     demo: DemoConfig = DemoConfig()
     runner: RunnerConfig = Field(default=RunnerConfig(), description="where scale-out tasks run (embed.map_rows)")
     promotion: PromotionConfig = Field(default=PromotionConfig(),
@@ -92,6 +94,14 @@ class PipelineConfig(StageConfig):
         if len(set(chosen.values())) > 1:
             raise ValueError(f"sections use different CLIP models {chosen}; fix: set the model once under 'clip:' "
                              "and remove model/pretrained/init_seed from the sections")
+        return self
+
+    @model_validator(mode="after")
+    def _nearest_like_generate(self) -> "PipelineConfig":
+        # The baseline is scored against the same references: it names images as the generation does.
+        if self.nearest.annotations is None and self.generate.annotations is not None:
+            object.__setattr__(self, "nearest", self.nearest.model_copy(
+                update={"annotations": self.generate.annotations}))
         return self
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:

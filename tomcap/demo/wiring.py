@@ -20,5 +20,6 @@ def demo_pipeline_config(cfg: PipelineConfig, world: ArtifactRef, unpaired: Arti
         "test_images": cfg.test_images.model_copy(update={"images": w.test_images_dir}),
         "paired_images": cfg.paired_images.model_copy(update={"images": w.train_images_dir}),
         "generate": cfg.generate.model_copy(update={"annotations": w.test_annotations}),
+        "nearest": cfg.nearest.model_copy(update={"annotations": w.test_annotations}),
         "evaluate": evaluate,
     })

@@ -22,6 +22,8 @@ from ..constants import MANIFEST_NAME
 from ..errors import InputDataError
 
 GENERATE_STAGE = "generate"
+CAPTION_STAGES = (GENERATE_STAGE, "nearest_caption")
+"""Stages whose artifacts hold captions to score (the model's, and the retrieval baseline's)."""
 GENERATE_RESULTS_FILE = "results.json"
 """The generation artifact holds its captions in COCO results format under this name."""
 
@@ -294,7 +296,10 @@ def results_path(path: Path) -> Path:
         if not (path / MANIFEST_NAME).is_file():
             raise _fail(path, "is a folder but not a tomcap artifact (no manifest.json)",
                         "pass a results JSON file or a generation artifact folder")
-        ref = load_ref(path, stage=GENERATE_STAGE)
+        ref = load_ref(path)
+        if ref.stage not in CAPTION_STAGES:
+            raise _fail(path, f"is a '{ref.stage}' artifact, not a captions artifact",
+                        f"pass a results JSON file or an artifact of {' / '.join(CAPTION_STAGES)}")
         return ref.file(GENERATE_RESULTS_FILE)
     return path
 

@@ -58,3 +58,12 @@ class GenerateConfig(StageConfig):
     max_images: int | None = Field(default=None, ge=1, description="caption only the first N images")
     annotations: Path | None = Field(default=None, description="COCO annotation file: results use its image ids "
                                      "(matched by file name) instead of the image-embedding ids")
+
+
+class NearestConfig(StageConfig):
+    """Top-1 retrieval baseline over an image-embedding artifact."""
+
+    batch_size: int = Field(default=256, ge=1, description="queries per datastore search")
+    max_images: int | None = Field(default=None, ge=1, description="only the first N images")
+    annotations: Path | None = Field(default=None, description="COCO annotation file: results use its image ids "
+                                     "(matched by file name) instead of the image-embedding ids")

@@ -11,26 +11,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
-from ..config import StageConfig
 from ..constants import FINGERPRINT_CHARS
 from ..embed.store import EmbeddingSet
 from ..errors import ArtifactError
 from ..index import Datastore
+from .config import NearestConfig
 from .stage import RESULTS_FILE, RETRIEVED_FILE, _existing, coco_ids_by_file
 
 SPEC = StageSpec(name="nearest_caption", version="1", modules=("tomcap.generate.nearest",))
-
-
-class NearestConfig(StageConfig):
-    """Top-1 retrieval baseline over an image-embedding artifact."""
-
-    batch_size: int = Field(default=256, ge=1, description="queries per datastore search")
-    max_images: int | None = Field(default=None, ge=1, description="only the first N images")
-    annotations: Path | None = Field(default=None, description="COCO annotation file: results use its image ids "
-                                     "(matched by file name) instead of the image-embedding ids")
 
 
 def upstream_fingerprints(config: NearestConfig, index: ArtifactRef, images: ArtifactRef) -> dict[str, str]:

@@ -11,13 +11,19 @@ from .common import add_stage_args, load_config, report
 from .embed_cmd import with_section
 
 
+ARTIFACT_OPTIONS = (
+    ("--text", "text 'embed' artifact folder (default: the config's corpus -> embed)"),
+    ("--images", "'embed_images' artifact folder (default: embed the config's embed_images.images)"),
+    ("--paired", "optional paired 'embed_images' artifact (image ids = corpus image_id)"),
+)
+"""The artifact folders the command takes instead of building them."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gap", help="Gaussian modality-gap statistics (mu/sigma per modality, noise std, report)")
     add_stage_args(p)
-    p.add_argument("--text", type=Path, help="text 'embed' artifact folder (default: the config's corpus -> embed)")
-    p.add_argument("--images", type=Path,
-                   help="'embed_images' artifact folder (default: embed the config's embed_images.images)")
-    p.add_argument("--paired", type=Path, help="optional paired 'embed_images' artifact (image ids = corpus image_id)")
+    for flag, what in ARTIFACT_OPTIONS:
+        p.add_argument(flag, type=Path, help=what)
     p.add_argument("--noise-std", type=float, help="noise std when no paired set is given")
     p.add_argument("--no-renormalize", action="store_true", help="do not L2-normalise corrected text embeddings")
     p.set_defaults(func=run)

@@ -7,10 +7,8 @@ datastore the captioner retrieves from, and the nearest caption is the output. W
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
 from ..constants import FINGERPRINT_CHARS
@@ -18,7 +16,7 @@ from ..embed.store import EmbeddingSet
 from ..errors import ArtifactError
 from ..index import Datastore
 from .config import NearestConfig
-from .stage import RESULTS_FILE, RETRIEVED_FILE, _existing, coco_ids_by_file
+from .stage import _existing, images_to_caption, write_captions
 
 SPEC = StageSpec(name="nearest_caption", version="1", modules=("tomcap.generate.nearest",))
 
@@ -36,21 +34,15 @@ def _build(config: NearestConfig, index: ArtifactRef, images: ArtifactRef, tmp: 
         raise ArtifactError(f"CLIP models differ: datastore {store.model_fingerprint}, images "
                             f"{imgs.model_fingerprint}", path=images.dir,
                             fix="embed the images with the CLIP model the datastore was built with")
-    ids = imgs.id_list() if config.annotations is None else np.array(
-        coco_ids_by_file(config.annotations, imgs.ids["file"].to_list()))
-    emb = np.asarray(imgs.array(), np.float32)
-    if config.max_images is not None:
-        ids, emb = ids[: config.max_images], emb[: config.max_images]
+    ids, emb, _ = images_to_caption(imgs, config.annotations, config.max_images)
     results, retrieved = [], []
     for start in range(0, len(ids), config.batch_size):
         found = store.search(emb[start:start + config.batch_size], 1)
         for i, (text, score) in enumerate(zip(store.texts(found.rows[:, 0]), found.scores[:, 0].tolist())):
             image_id = ids[start + i]
-            image_id = image_id.item() if hasattr(image_id, "item") else image_id
             results.append({"image_id": image_id, "caption": text or ""})
             retrieved.append({"image_id": image_id, "retrieved": [text], "score": round(float(score), 6)})
-    (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=1), encoding="utf-8")
-    (tmp / RETRIEVED_FILE).write_text(json.dumps(retrieved, indent=1), encoding="utf-8")
+    write_captions(tmp, results, retrieved)
     return BuildOutput(rows={"images": len(results)}, info={"k": 1, "clip_model_fingerprint": store.model_fingerprint})
 
 

@@ -53,16 +53,28 @@ def coco_ids_by_file(annotations: Path, files: list[str]) -> list[int]:
     return [by_name[Path(f).name] for f in files]
 
 
+def images_to_caption(imgs: EmbeddingSet, annotations: Path | None,
+                      max_images: int | None) -> tuple[list, np.ndarray, list[str]]:
+    """(image ids as JSON values, float32 embeddings, image files) of the first ``max_images`` images of an
+    image-embedding artifact; the ids are the annotations' COCO ids when an annotation file is given."""
+    files = imgs.ids["file"].to_list()
+    ids = imgs.id_list() if annotations is None else np.array(coco_ids_by_file(annotations, files))
+    n = len(ids) if max_images is None else max_images
+    return [i.item() if hasattr(i, "item") else i for i in ids[:n]], np.asarray(imgs.array(), np.float32)[:n], files[:n]
+
+
+def write_captions(tmp: Path, results: list[dict], retrieved: list[dict]) -> None:
+    """``results.json`` (COCO results, what evaluation reads) and ``retrieved.json`` of a captions artifact."""
+    (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (tmp / RETRIEVED_FILE).write_text(json.dumps(retrieved, indent=1), encoding="utf-8")
+
+
 def _build(config: GenerateConfig, train: ArtifactRef, index: ArtifactRef, images: ArtifactRef,
            tmp: Path) -> BuildOutput:
     imgs = EmbeddingSet.open(images)
     clip_cfg = ImageEmbedConfig.model_validate(imgs.ref.manifest().config)
     session = CaptionSession.open(config, train, index, clip_cfg, imgs.model_fingerprint)
-    files = imgs.ids["file"].to_list()
-    ids = imgs.id_list() if config.annotations is None else np.array(coco_ids_by_file(config.annotations, files))
-    emb = np.asarray(imgs.array(), np.float32)
-    if config.max_images is not None:
-        ids, emb, files = ids[: config.max_images], emb[: config.max_images], files[: config.max_images]
+    ids, emb, files = images_to_caption(imgs, config.annotations, config.max_images)
     if config.regions.enabled:
         if clip_cfg.images is None:
             raise ArtifactError("the image-embedding artifact has no image folder", path=images.dir,
@@ -73,11 +85,9 @@ def _build(config: GenerateConfig, train: ArtifactRef, index: ArtifactRef, image
     seconds = time.perf_counter() - t0
     results, retrieved = [], []
     for image_id, cap, ret in zip(ids, caps, texts):
-        image_id = image_id.item() if hasattr(image_id, "item") else image_id
         results.append({"image_id": image_id, "caption": cap.text})
         retrieved.append({"image_id": image_id, "retrieved": ret, "candidates": cap.candidates})
-    (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=1), encoding="utf-8")
-    (tmp / RETRIEVED_FILE).write_text(json.dumps(retrieved, indent=1), encoding="utf-8")
+    write_captions(tmp, results, retrieved)
     info = {"k": session.k, "retrieval_prompt": session.use_prompt, "retrieval_cross": session.use_cross,
             "seconds": round(seconds, 3), "images_per_s": round(len(results) / max(seconds, 1e-9), 3),
             "clip_model_fingerprint": session.store.model_fingerprint}

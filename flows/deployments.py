@@ -18,7 +18,6 @@ from tasks.models import register_model
 from tasks.summary import publish_datastore_comparison, publish_run_summary
 from tomcap.artifacts import ArtifactRef, load_ref
 from tomcap.config import canonical_json, hash_text
-from tomcap.corpus.config import SourceConfig
 from tomcap.registry import CHAMPION, Registry
 from tomcap.settings import PipelineConfig, load_pipeline_config, overlay
 
@@ -31,10 +30,7 @@ def resolve(config: PipelineConfig | Mapping[str, Any] | None, config_file: str 
     cfg = load_pipeline_config(config_file) if config_file else PipelineConfig()
     if config is not None:
         cfg = overlay(cfg, config)
-    if corpus_path:
-        cfg = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"sources": [SourceConfig(
-            path=corpus_path)]})})
-    return cfg
+    return cfg.with_corpus(corpus_path) if corpus_path else cfg
 
 
 def _corpus_tag(params: dict) -> str:
@@ -99,8 +95,7 @@ def _datastores(cfg: PipelineConfig, data_dir: str | None, index: str | list[str
     (built, or reused, through the graph: corpus -> embeddings -> index)."""
     out = {Path(p).name: load_ref(p, "index") for p in ([index] if isinstance(index, str) else index)}
     for path in corpora or []:
-        c = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"sources": [SourceConfig(path=path)]})})
-        out[f"corpus:{Path(path).name}"] = run_stages(c, data_dir, "index")["index"]
+        out[f"corpus:{Path(path).name}"] = run_stages(cfg.with_corpus(path), data_dir, "index")["index"]
     return out
 
 

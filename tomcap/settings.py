@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from .config import StageConfig, read_yaml_mapping, validate_config
 from .constants import DEFAULT_DATA_DIR
-from .corpus.config import CorpusConfig
+from .corpus.config import CorpusConfig, SourceConfig
 from .demo.config import DemoConfig
 from .embed.config import EmbedConfig, ImageEmbedConfig
 from .evaluate.config import EvaluateConfig
@@ -103,6 +103,11 @@ class PipelineConfig(StageConfig):
             object.__setattr__(self, "nearest", self.nearest.model_copy(
                 update={"annotations": self.generate.annotations}))
         return self
+
+    def with_corpus(self, path: Path | str, name: str | None = None) -> PipelineConfig:
+        """This config with one caption file as the whole corpus (an event's file, a datastore to compare)."""
+        source = SourceConfig(path=path, name=name)
+        return self.model_copy(update={"corpus": self.corpus.model_copy(update={"sources": [source]})})
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:
         return Path(override or self.data_dir or DEFAULT_DATA_DIR).resolve()

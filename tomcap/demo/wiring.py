@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ..artifacts import ArtifactRef
-from ..corpus.config import SourceConfig
 from ..settings import PipelineConfig
 from ..world.stage import world_artifact_paths
 
@@ -11,11 +10,9 @@ def demo_pipeline_config(cfg: PipelineConfig, world: ArtifactRef, unpaired: Arti
     """``cfg`` with its inputs taken from the ``world`` artifact (and the gap's unpaired images from
     ``unpaired``). Pure: returns a new config."""
     w, u = world_artifact_paths(world), world_artifact_paths(unpaired)
-    corpus = cfg.corpus.model_copy(update={"sources": [SourceConfig(path=w.corpus_file, name="world")]})
     evaluate = cfg.evaluate.model_copy(update={"refs": w.test_annotations, "images": w.test_images_dir,
                                                "clip_model": cfg.embed.model, "clip_pretrained": cfg.embed.pretrained})
-    return cfg.model_copy(update={
-        "corpus": corpus,
+    return cfg.with_corpus(w.corpus_file, name="world").model_copy(update={
         "embed_images": cfg.embed_images.model_copy(update={"images": u.test_images_dir}),
         "test_images": cfg.test_images.model_copy(update={"images": w.test_images_dir}),
         "paired_images": cfg.paired_images.model_copy(update={"images": w.train_images_dir}),

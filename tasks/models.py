@@ -18,12 +18,16 @@ from tomcap.report_md import md_table
 PROMOTION_KEY = "tomcap-model-promotion"
 
 
+def aliases_markdown(aliases: dict[str, str]) -> str:
+    return ", ".join(f"`{a}` -> {n}" for a, n in sorted(aliases.items()))
+
+
 def promotion_markdown(version: str, decision, rows: list[dict], aliases: dict[str, str]) -> str:
     verdict = "promoted to **champion**" if decision.promote else "stays a **challenger**"
     against = decision.against or "no champion yet"
     return "\n".join([f"# Model {version}: {verdict}", "", f"Against: {against}. Gate: {decision.reason}.", "",
                       md_table(rows, ["metric", "champion", "challenger", "delta"]), "",
-                      "Aliases: " + ", ".join(f"`{a}` -> {n}" for a, n in sorted(aliases.items()))])
+                      "Aliases: " + aliases_markdown(aliases)])
 
 
 @task(name="register_model", task_run_name="register_model")

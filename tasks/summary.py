@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tomcap.artifacts import ArtifactRef
 from tomcap.report_md import md_table
 
+from .models import aliases_markdown
 from .reporting import metrics_table
 
 SUMMARY_KEY = "tomcap-run-summary"
@@ -22,7 +23,7 @@ def run_summary_markdown(kind: str, refs: dict[str, ArtifactRef], model: dict | 
     lines = [f"# tomcap {kind}", ""]
     if model is not None:
         verdict = "promoted to champion" if model["promoted"] else "not promoted"
-        aliases = ", ".join(f"`{a}` -> {n}" for a, n in sorted(model["aliases"].items()))
+        aliases = aliases_markdown(model["aliases"])
         lines += [f"Model version **{model['version']}**: {verdict} ({model['reason']}). Aliases: {aliases}", ""]
     if "evaluate" in refs:
         lines += ["## Metrics", "", md_table(metrics_table(refs["evaluate"])), ""]

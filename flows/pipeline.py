@@ -1,7 +1,7 @@
 """The TOMCap pipeline as Prefect flows: the stage graph of ``tomcap.pipeline``, each stage a cached task.
 
-- ``tomcap_pipeline``: every stage up to the evaluation (the 'retrain' deployment)
-- ``evaluate``: a checkpoint and a datastore -> test-image embeddings -> captions -> metrics
+- ``tomcap_pipeline``: every stage up to the evaluation (``tomcap pipeline``)
+- the deployments (``flows/deployments.py``) and the demo walk the same graph with ``run_stages``
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prefect import flow
 from flows.embed import embed_mapped
 from flows.runners import task_runner
 from tasks.stages import STAGE_TASKS, publish
-from tomcap.artifacts import ArtifactRef, load_ref
+from tomcap.artifacts import ArtifactRef
 from tomcap.pipeline import Stage, run_until
 from tomcap.settings import PipelineConfig
 
@@ -38,14 +38,3 @@ def run_stages(config: PipelineConfig, data_dir: str | None, target: str,
 def tomcap_pipeline(config: PipelineConfig, data_dir: str | None = None) -> ArtifactRef:
     """The whole pipeline: corpus -> embeddings -> gap -> datastore -> training -> captions -> metrics."""
     return run_stages(config, data_dir, "evaluate")["evaluate"]
-
-
-@flow(name="tomcap-evaluate")
-def evaluate(config: PipelineConfig, checkpoint: str, index: str,
-             data_dir: str | None = None) -> dict[str, ArtifactRef]:
-    """Caption the test images with a checkpoint and a datastore (artifact folders) and score them.
-
-    This is how a datastore is swapped: pass another index artifact; only these stages rerun."""
-    refs = run_stages(config, data_dir, "evaluate", {"train": load_ref(checkpoint, "train"),
-                                                     "index": load_ref(index, "index")})
-    return {"generate": refs["generate"], "evaluate": refs["evaluate"]}

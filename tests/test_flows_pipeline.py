@@ -64,7 +64,7 @@ def test_demo_flow_then_fully_cached_rerun(prefect_harness, tmp_path):
 
 def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation(prefect_harness, tmp_path):
     from flows.demo import demo
-    from flows.pipeline import evaluate
+    from flows.deployments import evaluate_checkpoint
     from tasks.stages import STAGE_TASKS
     from tomcap.artifacts import ArtifactStore, load_ref
     from tomcap.corpus import SourceConfig
@@ -86,7 +86,7 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     decode = wired.generate.decode.model_copy(update={"guidance_scale": 3.0})
     changed = wired.model_copy(update={"generate": wired.generate.model_copy(update={"decode": decode})})
     start = dt.datetime.now(dt.timezone.utc)
-    evaluate(changed, str(checkpoint), str(index), data)
+    evaluate_checkpoint(checkpoint=str(checkpoint), index=str(index), config=changed, data_dir=data)
     states = task_states_since(start)
     assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states
 
@@ -97,7 +97,7 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     oc = corpus_task(other_corpus, data)
     other_index = index_task(wired.index, data, embed=embed_task(wired.embed, data, corpus=oc), corpus=oc)
     start = dt.datetime.now(dt.timezone.utc)
-    evaluate(wired, str(checkpoint), other_index.path, data)
+    evaluate_checkpoint(checkpoint=str(checkpoint), index=other_index.path, config=wired, data_dir=data)
     states = task_states_since(start)
     assert states == {"embed_images": ["Cached"], "generate": ["Completed"], "evaluate": ["Completed"]}, states
 

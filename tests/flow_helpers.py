@@ -49,3 +49,19 @@ def task_states_since(start: dt.datetime) -> dict[str, list[str]]:
         if not r.name.startswith("tomcap-"):
             states.setdefault(re.sub(r"-[0-9a-f]{8}$", "", r.name), []).append(r.state.name)
     return states
+
+
+def world_datastore(root: Path, n_scenes: int, n_test: int, seed: int, clip: str = "tomcap-test-tiny"):
+    """A generated world under ``root`` and its library-built stages (tiny CLIP, float32 embeddings):
+    (world, data dir, corpus, embed, index, test-image embeddings)."""
+    from tomcap.corpus import CorpusConfig, SourceConfig, run_corpus
+    from tomcap.embed import EmbedConfig, ImageEmbedConfig, run_embed, run_embed_images
+    from tomcap.index import IndexConfig, run_index
+
+    world = generate_world(root / "world", WorldConfig(n_train_scenes=n_scenes, n_test_images=n_test, seed=seed))
+    data = root / "data"
+    corpus = run_corpus(CorpusConfig(sources=[SourceConfig(path=world.corpus_file)]), data)
+    embed = run_embed(EmbedConfig(model=clip, dtype="float32"), data, corpus)
+    index = run_index(IndexConfig(eval_queries=8), data, embed=embed, corpus=corpus)
+    images = run_embed_images(ImageEmbedConfig(model=clip, images=world.test_images_dir, dtype="float32"), data)
+    return world, data, corpus, embed, index, images

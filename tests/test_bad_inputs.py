@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from flow_helpers import world_datastore  # tests/ is on sys.path (pytest rootdir conftest)
 from PIL import Image
 
 from tomcap.cli.main import main
@@ -240,21 +241,14 @@ def test_partial_coverage_is_recorded_warned_and_refused_on_request(tmp_path, ca
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from tomcap.corpus import CorpusConfig, SourceConfig, read_corpus, run_corpus
-    from tomcap.embed import EmbedConfig, run_embed
-    from tomcap.index import IndexConfig, run_index
+    from tomcap.corpus import read_corpus
     from tomcap.model import AdaptorConfig
     from tomcap.model.tiny import make_random_gpt2
     from tomcap.train.config import TrainConfig
     from tomcap.train.stage import run_train
-    from tomcap.world import WorldConfig, generate_world
 
     root = tmp_path_factory.mktemp("bad")
-    world = generate_world(root / "world", WorldConfig(n_train_scenes=30, n_test_images=2, seed=4))
-    data = root / "data"
-    corpus = run_corpus(CorpusConfig(sources=[SourceConfig(path=world.corpus_file)]), data)
-    embed = run_embed(EmbedConfig(model=CLIP, dtype="float32"), data, corpus)
-    index = run_index(IndexConfig(eval_queries=8), data, embed=embed, corpus=corpus)
+    world, data, corpus, embed, index, _ = world_datastore(root, n_scenes=30, n_test=2, seed=4, clip=CLIP)
     gpt2 = make_random_gpt2(root / "gpt2", read_corpus(corpus)["text"].to_list())
     train_cfg = TrainConfig(model=AdaptorConfig(gpt2_dir=gpt2, k=1, lora_rank=4), steps=2, batch_size=4,
                             warmup_steps=1, gap_correction=False, val_size=4, eval_every=2, checkpoint_every=2)

@@ -4,21 +4,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from flow_helpers import world_datastore  # tests/ is on sys.path (pytest rootdir conftest)
 
-from tomcap.corpus import CorpusConfig, SourceConfig, read_corpus, run_corpus
-from tomcap.embed import EmbedConfig, ImageEmbedConfig, run_embed, run_embed_images
+from tomcap.corpus import read_corpus
+from tomcap.embed import ImageEmbedConfig, run_embed_images
 from tomcap.errors import ArtifactError
 from tomcap.evaluate.config import EvaluateConfig
 from tomcap.evaluate.stage import run_evaluate
 from tomcap.generate.config import GenerateConfig
 from tomcap.generate.decoding import DecodeConfig
 from tomcap.generate.stage import run_generate
-from tomcap.index import IndexConfig, run_index
 from tomcap.model import AdaptorConfig
 from tomcap.model.tiny import make_random_gpt2
 from tomcap.train.config import TrainConfig
 from tomcap.train.stage import run_train
-from tomcap.world import WorldConfig, generate_world
 
 CLIP = "tomcap-test-tiny"
 
@@ -26,12 +25,7 @@ CLIP = "tomcap-test-tiny"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen")
-    world = generate_world(root / "world", WorldConfig(n_train_scenes=40, n_test_images=4, seed=3))
-    data = root / "data"
-    corpus = run_corpus(CorpusConfig(sources=[SourceConfig(path=world.corpus_file)]), data)
-    embed = run_embed(EmbedConfig(model=CLIP, dtype="float32"), data, corpus)
-    index = run_index(IndexConfig(eval_queries=8), data, embed=embed, corpus=corpus)
-    images = run_embed_images(ImageEmbedConfig(model=CLIP, images=world.test_images_dir, dtype="float32"), data)
+    world, data, corpus, embed, index, images = world_datastore(root, n_scenes=40, n_test=4, seed=3, clip=CLIP)
     gpt2 = make_random_gpt2(root / "gpt2", read_corpus(corpus)["text"].to_list())
     train_cfg = TrainConfig(model=AdaptorConfig(gpt2_dir=gpt2, k=2, lora_rank=4), steps=3, batch_size=4,
                             warmup_steps=1, gap_correction=False, val_size=4, eval_every=2, checkpoint_every=2)

@@ -4,26 +4,19 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from flow_helpers import world_datastore  # tests/ is on sys.path (pytest rootdir conftest)
 
-from tomcap.corpus import CorpusConfig, SourceConfig, read_corpus, run_corpus
-from tomcap.embed import EmbedConfig, ImageEmbedConfig, run_embed, run_embed_images
+from tomcap.corpus import read_corpus
 from tomcap.embed.store import EmbeddingSet
 from tomcap.evaluate.config import EvaluateConfig
 from tomcap.evaluate.stage import run_evaluate
 from tomcap.generate.nearest import NearestConfig, run_nearest
-from tomcap.index import IndexConfig, run_index
-from tomcap.world import WorldConfig, generate_world
 
 CLIP = "tomcap-test-tiny"
 
 
 def test_nearest_caption_is_the_brute_force_top1(tmp_path):
-    world = generate_world(tmp_path / "world", WorldConfig(n_train_scenes=40, n_test_images=5, seed=3))
-    data = tmp_path / "data"
-    corpus = run_corpus(CorpusConfig(sources=[SourceConfig(path=world.corpus_file)]), data)
-    embed = run_embed(EmbedConfig(model=CLIP, dtype="float32"), data, corpus)
-    index = run_index(IndexConfig(eval_queries=8), data, embed=embed, corpus=corpus)
-    images = run_embed_images(ImageEmbedConfig(model=CLIP, images=world.test_images_dir, dtype="float32"), data)
+    world, data, corpus, embed, index, images = world_datastore(tmp_path, n_scenes=40, n_test=5, seed=3, clip=CLIP)
     cfg = NearestConfig(annotations=world.test_annotations, batch_size=2)
     ref = run_nearest(cfg, data, index=index, images=images)
     results = json.loads(ref.file("results.json").read_text())

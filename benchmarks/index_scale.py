@@ -43,6 +43,11 @@ def write_shards(root: Path, n: int, dim: int, rank: int, noise: float, seed: in
         x += noise * rng.standard_normal((m, dim)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
+    meta = {"n": n, "dim": dim, "rank": rank, "noise": noise, "seed": seed, "queries": queries}
+    marker = root / "shards.json"
+    if marker.exists() and json.loads(marker.read_text()) == meta:  # a kept --root: same vectors, reuse them
+        names = sorted(root.glob("emb-*.npy"))
+        return [np.load(f, mmap_mode="r") for f in names], np.load(root / "queries.npy")
     shards = []
     for i, a in enumerate(range(0, n, SHARD_ROWS)):
         rows = min(SHARD_ROWS, n - a)
@@ -53,7 +58,10 @@ def write_shards(root: Path, n: int, dim: int, rank: int, noise: float, seed: in
         mm.flush()
         del mm
         shards.append(np.load(root / f"emb-{i:05d}.npy", mmap_mode="r"))
-    return shards, draw(queries)
+    xq = draw(queries)
+    np.save(root / "queries.npy", xq)
+    marker.write_text(json.dumps(meta))
+    return shards, xq
 
 
 def _set_kmeans_iters(niter: int) -> None:
@@ -90,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                     "'IVF8192_HNSW32,PQ128x4fs,Refine(SQfp16)' (HNSW coarse quantizer: cheap assignment at add time)")
     ap.add_argument("--nlist", type=int, default=None, help="lists of --index-key (training rows, start nprobe)")
     ap.add_argument("--kmeans-iters", type=int, default=None, help="k-means iterations of the IVF training (faiss: 25)")
-    ap.add_argument("--root", type=Path, default=None, help="where the float16 shards go (default: a temp folder)")
+    ap.add_argument("--root", type=Path, default=None, help="where the float16 shards go (default: a temp folder); "
+                    "a kept root with the same --n/--dim/--rank/--noise/--seed/--queries is reused")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     import faiss
@@ -119,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         _, truth = exact_knn(emb, xq, args.k)
         exact_s = time.perf_counter() - t0
+        np.save(root / "truth.npy", truth)
         res.update(exact_scan_s=round(exact_s, 1), exact_qps=round(args.queries / exact_s, 2))
         print(json.dumps(res), flush=True)
 

@@ -12,7 +12,7 @@ from tomcap.corpus import CorpusConfig, SourceConfig, read_corpus, run_corpus
 from tomcap.embed import EmbedConfig, EmbeddingSet, run_embed
 from tomcap.errors import ConfigError, InputDataError
 from tomcap.index import NO_ROW, Datastore, IndexConfig, choose_index, run_index
-from tomcap.index.select import FLAT_MAX_ROWS
+from tomcap.index.select import FLAT_MAX_ROWS, PQFS_MAX_ROWS
 
 SLICE = Path(__file__).parent / "fixtures" / "embed" / "karpathy_slice.json"
 
@@ -26,6 +26,7 @@ def test_choose_index_is_a_pure_function_of_n_dim_memory():
     assert choose_index(1_000_000, 512, gib).key == "IVF4096,SQ8"  # fp16 refine copies (1 GB) do not fit
     assert choose_index(1_000_000, 510, 8 * gib).key == "IVF4096,SQ8"  # PQ needs dim divisible by 4
     assert choose_index(10_000_000, 512, 8 * gib).nlist > big.nlist  # nlist grows with N
+    assert choose_index(PQFS_MAX_ROWS + 1, 512, 64 * gib).key.endswith(",SQ8")  # 4-bit codes rank too coarsely
     assert choose_index(50_000, 512, 40 * 2**20).key.endswith("SQ8")  # Flat (100 MB) does not fit 40 MiB
     assert choose_index(1_000_000, 512, 400 * 2**20).key.endswith("SQ4")
     with pytest.raises(ConfigError, match="memory_budget_gb"):

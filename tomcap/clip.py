@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,26 @@ class LoadedClip:
     @property
     def fingerprint(self) -> str:
         return f"{self.name}@{pretrained_fingerprint(self.pretrained)}"
+
+
+_INIT_LOCK = threading.Lock()
+"""torch's RNG is process-global: two threads seeding and drawing init weights at once would
+interleave their draws (scale-out tasks on a threaded runner build models concurrently)."""
+
+
+def load_seeded_clip(name: str, pretrained: str | None, device: str | torch.device | None,
+                     init_seed: int) -> LoadedClip:
+    """:func:`load_clip` with random init seeded by ``init_seed``, so that 'random-init' names one model
+    (the pipeline's stages and the evaluation's CLIP metrics then load the same one)."""
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return load_clip(name, pretrained, device=device)
+
+
+def seeded_fingerprint(name: str, pretrained: str | None, init_seed: int) -> str:
+    """``name@weights`` (weights by file hash or tag), ``:seed<n>`` added for random init."""
+    weights = pretrained_fingerprint(resolve_pretrained(name, pretrained))
+    return f"{name}@{weights}" + (f":seed{init_seed}" if weights == RANDOM_INIT else "")
 
 
 def default_device() -> torch.device:

@@ -44,6 +44,14 @@ def train_is_paired(cfg: PipelineConfig) -> bool:
     return cfg.train.query == "image"
 
 
+def evaluate_reads_images(cfg: PipelineConfig) -> bool:
+    """CLIP metrics read the test-image embeddings when evaluate's CLIP is the test images' CLIP (the stage
+    checks the model fingerprints again and encodes the images itself where they differ)."""
+    ev, im = cfg.evaluate, cfg.test_images
+    return (ev.clip_model is not None and im.images is not None and ev.clip_model == im.model
+            and ev.clip_pretrained == im.pretrained and ev.clip_init_seed == im.init_seed)
+
+
 @dataclass(frozen=True)
 class Input:
     """Keyword argument ``keyword`` of the run function, taken from the artifact of stage ``stage``."""
@@ -115,12 +123,14 @@ STAGES: tuple[Stage, ...] = (
           artifact="embed_images"),
     Stage("generate", "tomcap.generate.stage", "run_generate", "generate",
           (Input("train", "train"), Input("index", "index"), Input("images", "test_images"))),
-    Stage("evaluate", "tomcap.evaluate.stage", "run_evaluate", "evaluate", (Input("generate", "generate"),)),
+    Stage("evaluate", "tomcap.evaluate.stage", "run_evaluate", "evaluate",
+          (Input("generate", "generate"), Input("images", "test_images", evaluate_reads_images))),
     # The honest floor of a retrieval-augmented captioner: each test image's nearest datastore caption, scored.
     Stage("nearest_caption", "tomcap.generate.nearest", "run_nearest", "nearest",
           (Input("index", "index"), Input("images", "test_images"))),
     Stage("evaluate_nearest", "tomcap.evaluate.stage", "run_evaluate", "evaluate",
-          (Input("generate", "nearest_caption"),), artifact="evaluate"),
+          (Input("generate", "nearest_caption"), Input("images", "test_images", evaluate_reads_images)),
+          artifact="evaluate"),
 )
 """In an order where every stage comes after its inputs."""
 

@@ -11,7 +11,8 @@ def demo_pipeline_config(cfg: PipelineConfig, world: ArtifactRef, unpaired: Arti
     ``unpaired``). Pure: returns a new config."""
     w, u = world_artifact_paths(world), world_artifact_paths(unpaired)
     evaluate = cfg.evaluate.model_copy(update={"refs": w.test_annotations, "images": w.test_images_dir,
-                                               "clip_model": cfg.embed.model, "clip_pretrained": cfg.embed.pretrained})
+                                               "clip_model": cfg.embed.model, "clip_pretrained": cfg.embed.pretrained,
+                                               "clip_init_seed": cfg.embed.init_seed})
     return cfg.with_corpus(w.corpus_file, name="world").model_copy(update={
         "embed_images": cfg.embed_images.model_copy(update={"images": u.test_images_dir}),
         "test_images": cfg.test_images.model_copy(update={"images": w.test_images_dir}),

@@ -7,7 +7,6 @@ are encoded. The cache key stays (config + corpus fingerprint): reuse never chan
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import numpy as np
 import polars as pl
 
 from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec
-from ..clip import (RANDOM_INIT, LoadedClip, load_clip, pretrained_fingerprint, register_model_configs,
-                    resolve_pretrained)
+from ..clip import LoadedClip, load_seeded_clip, register_model_configs, seeded_fingerprint
 from ..config import canonical_json, hash_text
 from ..corpus.stage import read_corpus
 from ..errors import ArtifactError, ConfigError
@@ -42,22 +40,12 @@ def model_fingerprint(config: EmbedConfig | ImageEmbedConfig) -> str:
     if config.model not in open_clip.list_models():
         raise ConfigError(f"open_clip does not know the model '{config.model}'",
                           fix="use one of the names printed by `tomcap models` (open_clip.list_models())")
-    weights = pretrained_fingerprint(resolve_pretrained(config.model, config.pretrained))
-    return f"{config.model}@{weights}" + (f":seed{config.init_seed}" if weights == RANDOM_INIT else "")
-
-
-_INIT_LOCK = threading.Lock()
-"""torch's RNG is process-global: two threads seeding and drawing init weights at once would
-interleave their draws (scale-out tasks on a threaded runner build models concurrently)."""
+    return seeded_fingerprint(config.model, config.pretrained, config.init_seed)
 
 
 def clip_for(config: EmbedConfig | ImageEmbedConfig) -> LoadedClip:
     """Load the configured CLIP; random init is seeded (``init_seed``) so that 'random-init' names one model."""
-    import torch
-
-    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.init_seed)
-        return load_clip(config.model, config.pretrained, device=config.device)
+    return load_seeded_clip(config.model, config.pretrained, config.device, config.init_seed)
 
 
 def validate(config: EmbedConfig) -> None:

@@ -108,15 +108,13 @@ def find_images(images_dir: Path, keys: Sequence[str]) -> list[Path]:
     return out
 
 
-@torch.no_grad()
 def embed_texts(clip, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    """(N, D) float32 text embeddings (not normalised) from a ``tomcap.clip.LoadedClip``."""
-    chunks = []
-    for i in range(0, len(texts), batch_size):
-        tokens = clip.tokenizer(list(texts[i:i + batch_size])).to(clip.device)
-        with inference_autocast(clip.device):
-            chunks.append(clip.model.encode_text(tokens).float().cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.zeros((0, clip.embed_dim), dtype=np.float32)
+    """(N, D) float32 L2-normalised text embeddings from a ``tomcap.clip.LoadedClip``: the embedding stage's
+    encoder (length-sorted batches cut to their longest caption where that is exact; 3-5x less compute
+    than CLIP's 77 positions for captions)."""
+    from ..embed.text import encode_texts
+
+    return encode_texts(clip, texts, batch_size=batch_size, precision="auto", progress=False)
 
 
 @torch.no_grad()
@@ -140,9 +138,11 @@ def embed_images(clip, paths: Sequence[Path], batch_size: int) -> np.ndarray:
 
 
 def clip_metrics(clip, image_paths: Sequence[Path], captions: Sequence[str], refs: Sequence[Sequence[str]],
-                 batch_size: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Corpus and per-image CLIP metrics of captions (N) for images (N) with references."""
-    img = embed_images(clip, image_paths, batch_size)
+                 batch_size: int, image_embeddings: np.ndarray | None = None
+                 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Corpus and per-image CLIP metrics of captions (N) for images (N) with references; the images are
+    encoded from ``image_paths`` unless their ``image_embeddings`` (N, D) are given."""
+    img = embed_images(clip, image_paths, batch_size) if image_embeddings is None else image_embeddings
     cap = embed_texts(clip, captions, batch_size)
     flat = [r for rs in refs for r in rs]
     owner = np.repeat(np.arange(len(refs)), [len(rs) for rs in refs])

@@ -30,6 +30,8 @@ class EvaluateConfig(StageConfig):
     spice: bool = Field(default=True, description="compute SPICE when its CoreNLP jars are installed")
     clip_model: str | None = Field(default=None, description="open_clip model for CLIPScore/RefCLIPScore/recall")
     clip_pretrained: str | None = Field(default=None, description="pretrained tag or weights file of clip_model")
+    clip_init_seed: int = Field(default=0, description="seed of a random-init clip_model (clip_pretrained null); "
+                                "equal to the pipeline's clip.init_seed it names the pipeline's CLIP")
     images: Path | None = Field(default=None, description="folder of the evaluated images (needed by CLIP metrics)")
     clip_batch_size: int = Field(default=64, ge=1)
     device: str | None = Field(default="auto", description="auto (or null): cuda when present, else cpu")

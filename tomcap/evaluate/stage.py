@@ -57,10 +57,29 @@ def validate(config: EvaluateConfig) -> None:
         _check_refs_file(Path(config.refs))
 
 
-def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None = None) -> dict[str, str]:
-    """Content fingerprints of the inputs: references, each results file, images, CLIP weights."""
-    from ..clip import pretrained_fingerprint, resolve_pretrained
+def clip_fingerprint(config: EvaluateConfig) -> str | None:
+    """The CLIP metrics' model identity, as embedding artifacts name theirs (None: no CLIP metrics)."""
+    from ..clip import seeded_fingerprint
 
+    if config.clip_model is None:
+        return None
+    return seeded_fingerprint(config.clip_model, config.clip_pretrained, config.clip_init_seed)
+
+
+def stored_images(config: EvaluateConfig, images: ArtifactRef | None) -> ArtifactRef | None:
+    """``images`` (an embed_images artifact of the evaluated images) if the CLIP metrics can read their
+    image embeddings from it instead of encoding every image again: it holds the same CLIP model's."""
+    if images is None or config.clip_model is None:
+        return None
+    if images.manifest().info.get("model_fingerprint") != clip_fingerprint(config):
+        log.info("the test-image embeddings come from another CLIP than evaluate.clip_model: encoding the images")
+        return None
+    return images
+
+
+def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None = None,
+                          images: ArtifactRef | None = None) -> dict[str, str]:
+    """Content fingerprints of the inputs: references, each results file, images, CLIP weights."""
     up: dict[str, str] = {}
     if config.refs is not None:
         _check_refs_file(Path(config.refs))
@@ -75,8 +94,10 @@ def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None =
     if config.images is not None:
         up["images"] = _images_fingerprint(config.images)
     if config.clip_model is not None:
-        weights = pretrained_fingerprint(resolve_pretrained(config.clip_model, config.clip_pretrained))
-        up["clip"] = f"{config.clip_model}@{weights}"
+        up["clip"] = clip_fingerprint(config)
+    stored = stored_images(config, images)
+    if stored is not None:
+        up["image_embed"] = stored.fingerprint
     return up
 
 
@@ -97,7 +118,26 @@ def meteor_cache_dir(config: EvaluateConfig, data_dir: Path | None) -> Path | No
     return Path(data_dir) / METEOR_CACHE_SUBDIR if config.meteor_cache and data_dir is not None else None
 
 
-def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data_dir: Path | None) -> BuildOutput:
+def _stored_rows(stored: ArtifactRef | None, paths: list[Path], images_dir: Path):
+    """Stored embeddings (N, D) of the image files ``paths`` (under ``images_dir``) from an embed_images
+    artifact of that folder, matched by relative file name; None if any file is not in it."""
+    if stored is None:
+        return None
+    import numpy as np
+
+    from ..embed.store import EmbeddingSet
+
+    emb = EmbeddingSet.open(stored)
+    pos = {f: r for r, f in enumerate(emb.ids["file"].to_list())}
+    names = [p.relative_to(images_dir).as_posix() for p in paths]
+    if any(n not in pos for n in names):
+        log.info("some evaluated images are not in %s: encoding the images", stored.dir)
+        return None
+    return emb.rows(np.array([pos[n] for n in names], np.int64))
+
+
+def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data_dir: Path | None,
+           images: ArtifactRef | None = None) -> BuildOutput:
     t0 = time.perf_counter()
     keys = config.paired_keys
     refs = load_references(config.refs, keys) if config.refs is not None else None
@@ -115,9 +155,11 @@ def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data
                          cache_dir=meteor_cache_dir(config, data_dir))
     clip = None
     if config.clip_model is not None:
-        from ..clip import load_clip
+        from ..clip import load_seeded_clip
 
-        clip = load_clip(config.clip_model, config.clip_pretrained, device=config.device)
+        clip = load_seeded_clip(config.clip_model, config.clip_pretrained, config.device, config.clip_init_seed)
+    stored = stored_images(config, images)
+    image_source = "encoded"
     runs = []
     for item, sc, source, cov in zip(items, scored, sources, covers):
         metrics: dict[str, Any] = dict(sc.metrics)
@@ -126,8 +168,12 @@ def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data
         if clip is not None:
             from .clip_metrics import clip_metrics, find_images
 
-            corpus, per = clip_metrics(clip, find_images(config.images, item.keys), item.hyps, item.refs,
-                                       config.clip_batch_size)
+            paths = find_images(config.images, item.keys)
+            img = _stored_rows(stored, paths, Path(config.images))
+            if img is not None:  # the pipeline embedded these images with this very CLIP already
+                image_source = f"stored:{stored.fingerprint}"
+            corpus, per = clip_metrics(clip, paths, item.hyps, item.refs, config.clip_batch_size,
+                                       image_embeddings=img)
             metrics.update(corpus)
             per_image.update(per)
         metrics["bleu_stats"] = sc.bleu_stats
@@ -142,15 +188,17 @@ def _build(config: EvaluateConfig, generate: ArtifactRef | None, tmp: Path, data
     timings = {"load": round(t_load, 3), **{k: round(v, 3) for k, v in scored[0].timings.items()},
                "wall": round(time.perf_counter() - t0, 3)}
     info = {"metrics": {d: r.metrics for d, r in zip(folders, runs)}, "timings": timings,
-            "clip": clip.fingerprint if clip is not None else None}
+            "clip": clip_fingerprint(config), "clip_images": image_source if clip is not None else None}
     return BuildOutput(rows={"n_results": len(runs), "n_images": sum(len(r.keys) for r in runs)}, info=info)
 
 
 def run_evaluate(config: EvaluateConfig, data_dir: Path, generate: ArtifactRef | None = None,
-                 force: bool = False) -> ArtifactRef:
-    """Stage protocol: the evaluation artifact in ``data_dir``'s store (cached by key)."""
-    return ArtifactStore(data_dir).build(SPEC, config, upstream_fingerprints(config, generate),
-                                         lambda tmp: _build(config, generate, tmp, data_dir), force=force)
+                 images: ArtifactRef | None = None, force: bool = False) -> ArtifactRef:
+    """Stage protocol: the evaluation artifact in ``data_dir``'s store (cached by key). ``images``: the
+    embed_images artifact of the evaluated images; CLIP metrics read its embeddings when it holds
+    evaluate.clip_model's (float16-stored embeddings move CLIPScore by ~1e-3 against re-encoding)."""
+    return ArtifactStore(data_dir).build(SPEC, config, upstream_fingerprints(config, generate, images),
+                                         lambda tmp: _build(config, generate, tmp, data_dir, images), force=force)
 
 
 def evaluate_to_dir(config: EvaluateConfig, out: Path, generate: ArtifactRef | None = None,

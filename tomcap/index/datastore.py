@@ -76,7 +76,6 @@ class Datastore(ClipInfo):
                                  shards=[np.load(ref.file(s), mmap_mode="r") for s in self.info["shards"]])
         self._image_rows: dict[str, np.ndarray] | None = None
         self._caption_rows: dict[str, int] | None = None
-        self._columns: dict[str, np.ndarray] = {}
 
     @classmethod
     def open(cls, ref_or_path: ArtifactRef | Path | str) -> "Datastore":
@@ -138,10 +137,10 @@ class Datastore(ClipInfo):
 
     def _take(self, column: str, rows):
         rows = np.asarray(rows, np.int64)
-        if column not in self._columns:  # converted once: training calls this every step
-            self._columns[column] = self.meta[column].to_numpy()
-        values = self._columns[column]
-        flat = [values[r] if r != NO_ROW else None for r in rows.ravel()]
+        # A gather on the Arrow column per call: a column converted to Python objects once would hold every
+        # caption of the datastore as a str (GBs at millions of rows).
+        flat = self.meta[column].gather(np.where(rows.ravel() == NO_ROW, 0, rows.ravel())).to_list()
+        flat = [v if r != NO_ROW else None for v, r in zip(flat, rows.ravel().tolist())]
         return flat if rows.ndim <= 1 else [flat[a:a + rows.shape[-1]] for a in range(0, len(flat), rows.shape[-1])]
 
     def texts(self, rows) -> list:

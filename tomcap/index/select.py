@@ -1,12 +1,15 @@
 """Index choice as one pure function of (N, dim, memory budget), autofaiss-style.
 
 Small stores get exact ``Flat`` search (inner product on L2-normalised vectors = cosine). Larger
-ones get an inverted file. Preferred: 4-bit fast-scan PQ codes (dim/8 bytes, scanned with SIMD
-look-ups) whose top ``REFINE_K_FACTOR``·k candidates are re-ranked on fp16 scalar-quantised copies of
-the vectors (``IVF{nlist},PQ{dim/4}x4fs,Refine(SQfp16)``, 2·dim bytes; exact with respect to the
-float16 embedding shards). On a 2-core AVX2 machine it scans ~5x more vectors per second than SQ8 at
-equal recall (benchmarks/index.py). When that does not fit the budget: 8-bit scalar quantisation
-(``IVF{nlist},SQ8``, dim bytes), then 4-bit (``SQ4``). ``nlist`` grows like 4·√N (a power of two)
+ones get an inverted file. Up to ``PQFS_MAX_ROWS``: 4-bit fast-scan PQ codes (dim/8 bytes, scanned
+with SIMD look-ups) whose top ``REFINE_K_FACTOR``·k candidates are re-ranked on fp16 scalar-quantised
+copies of the vectors (``IVF{nlist},PQ{dim/4}x4fs,Refine(SQfp16)``, 2·dim bytes; exact with respect
+to the float16 embedding shards). On a 2-core AVX2 machine it scans ~5x more vectors per second than
+SQ8 at equal recall (benchmarks/index.py, 150k rows). At millions of rows the 4-bit codes' ranking
+is too coarse for any re-ranking depth: 4M vectors reached recall@10 0.81 with every list scanned and
+256·k candidates re-ranked (benchmarks/index_scale.py), so larger stores, and any store the refine
+copy does not fit, get 8-bit scalar quantisation (``IVF{nlist},SQ8``, dim bytes), then 4-bit
+(``SQ4``). ``nlist`` grows like 4·√N (a power of two)
 and the default ``nprobe`` scans about 1/128 of the lists; the build measures recall and raises
 ``nprobe`` until the target recall is met.
 """
@@ -30,6 +33,8 @@ ID_BYTES = 8
 FLOAT_BYTES = 4
 PQ_DIMS_PER_CODE = 4
 """Fast-scan PQ: one 4-bit sub-quantiser per 4 dimensions (dim/8 bytes per vector)."""
+PQFS_MAX_ROWS = 1_000_000
+"""Above this many rows fast-scan PQ + refine misses the recall target (see the module docstring)."""
 REFINE_K_FACTOR = 16
 """Fast-scan candidates re-ranked per requested neighbour (8 loses ~1.5 points of recall@10)."""
 REFINE_K_FACTOR_MAX = 256
@@ -73,7 +78,7 @@ def choose_index(n: int, dim: int, memory_bytes: int) -> IndexChoice:
     nlist = min(nlist, max(1, _pow2(n / TRAIN_POINTS_PER_LIST) // 2 or 1))  # enough points per list to train
     nprobe = min(nlist, max(NPROBE_MIN, nlist // NPROBE_FRACTION))
     train_rows = min(n, nlist * TRAIN_POINTS_PER_LIST)
-    families = (("PQfs", "SQ8", "SQ4") if dim % PQ_DIMS_PER_CODE == 0 else ("SQ8", "SQ4"))
+    families = ("PQfs", "SQ8", "SQ4") if dim % PQ_DIMS_PER_CODE == 0 and n <= PQFS_MAX_ROWS else ("SQ8", "SQ4")
     for family in families:
         need = estimate_bytes(family, n, dim, nlist)
         if need <= memory_bytes:

@@ -6,6 +6,7 @@ resumed run sees exactly the batches an uninterrupted one would.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 NO_GROUP = -1
 """Group id of captions without an image id (they exclude only themselves)."""
 _EPS = 1e-12
+TOKENIZE_CHUNK = 65_536
+"""Captions tokenised per call when the corpus is tokenised once (bounds the transient Python lists)."""
 
 SearchFn = Callable[[np.ndarray, int, list[np.ndarray]], np.ndarray]
 """``search(queries (Q, D) float32, k, exclude_rows per query) -> datastore rows (Q, k) int64``."""
@@ -72,15 +75,103 @@ class ArrayRetrieval:
         return [self.captions[int(r)] for r in np.asarray(rows).ravel()]
 
 
+class Exclusions(Sequence):
+    """Datastore rows each query caption must not retrieve (itself and every caption of its image),
+    kept as group codes and looked up per batch: a list of N arrays costs ~100 bytes of overhead per
+    caption before any row (hundreds of MB at CC3M size), this costs 3 int64s per caption.
+
+    ``exclusions[i]`` is query i's sorted rows, as :func:`exclusion_rows` returns them."""
+
+    def __init__(self, store_groups: np.ndarray, query_groups: np.ndarray, query_store_rows: np.ndarray,
+                 _sorted: tuple[np.ndarray, np.ndarray] | None = None):
+        if _sorted is None:
+            order = np.argsort(store_groups, kind="stable")
+            _sorted = (order, np.asarray(store_groups)[order])
+        self._order, self._groups = _sorted
+        self.query_groups = np.asarray(query_groups, np.int64)
+        self.own = np.asarray(query_store_rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.query_groups)
+
+    def __getitem__(self, i):
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError("index Exclusions with one int; use subset() for several rows")
+        g, own = int(self.query_groups[i]), int(self.own[i])
+        rows = np.empty(0, dtype=np.int64)
+        if g != NO_GROUP:
+            lo, hi = np.searchsorted(self._groups, [g, g + 1])
+            rows = self._order[lo:hi].astype(np.int64)
+        return np.union1d(rows, [own]).astype(np.int64) if own >= 0 else rows
+
+    def subset(self, idx: np.ndarray) -> "Exclusions":
+        return Exclusions(None, self.query_groups[idx], self.own[idx], (self._order, self._groups))
+
+    def sizes(self) -> np.ndarray:
+        """Rows excluded per query (N,), without building the lists."""
+        counts = np.zeros(len(self), np.int64)
+        has = self.query_groups != NO_GROUP
+        lo = np.searchsorted(self._groups, self.query_groups[has])
+        counts[has] = np.searchsorted(self._groups, self.query_groups[has] + 1) - lo
+        # the own row adds one unless it is already a row of the caption's group
+        own_in_group = np.zeros(len(self), bool)
+        mine = self.own >= 0
+        if mine.any() and len(self._groups):
+            row_group = np.empty(len(self._order), np.int64)
+            row_group[self._order] = self._groups
+            own_in_group[mine] = row_group[self.own[mine]] == self.query_groups[mine]
+        return counts + (mine & ~own_in_group)
+
+    @classmethod
+    def none(cls, n: int) -> "Exclusions":
+        return cls(np.empty(0, np.int64), np.full(n, NO_GROUP, np.int64), np.full(n, -1, np.int64))
+
+
+class ShardRows:
+    """A row-addressable (N, D) float32 view of stored embeddings (``source.rows(idx)``, e.g. an
+    :class:`tomcap.embed.store.EmbeddingSet` over memory-mapped shards) through a row map: rows are
+    read and cast per batch, so training never holds the corpus as a float32 matrix (6.7 GB at CC3M)."""
+
+    def __init__(self, source: Any, rows: np.ndarray):
+        self.source, self.rows = source, np.asarray(rows, np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.rows), int(self.source.dim))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.source.rows(self.rows[idx])
+
+    def take(self, idx: np.ndarray) -> "ShardRows":
+        return ShardRows(self.source, self.rows[idx])
+
+
+def _take(values: Any, idx: np.ndarray) -> Any:
+    """Rows idx of an array, a ShardRows view, a polars Series or a list."""
+    if isinstance(values, ShardRows):
+        return values.take(idx)
+    if isinstance(values, Exclusions):
+        return values.subset(idx)
+    if hasattr(values, "gather"):  # polars Series: Arrow strings, not N Python objects
+        return values.gather(idx)
+    if isinstance(values, np.ndarray):
+        return values[idx]
+    return [values[i] for i in idx]
+
+
 @dataclass
 class TrainData:
-    """Captions to train on, row-aligned. ``store_rows[i]`` is caption i's own row in the
-    datastore (-1 if absent); ``exclude[i]`` the datastore rows it must never retrieve."""
+    """Captions to train on, row-aligned: ``texts`` (list or polars Series), ``embeddings`` (an array or a
+    :class:`ShardRows` view), ``exclude[i]`` the datastore rows caption i must never retrieve (a list of
+    arrays or :class:`Exclusions`)."""
 
-    texts: list[str]
-    embeddings: np.ndarray  # (N, D) float32 text embeddings
-    exclude: list[np.ndarray]
-    image_embeddings: np.ndarray | None = None  # (N, D) paired image embeddings (oracle only)
+    texts: Sequence[str]
+    embeddings: Any  # (N, D): np.ndarray or ShardRows, L2-normalised text embeddings
+    exclude: Sequence[np.ndarray]
+    image_embeddings: Any = None  # (N, D) paired image embeddings (oracle only)
 
     def __post_init__(self) -> None:
         n = len(self.texts)
@@ -88,7 +179,7 @@ class TrainData:
             raise InputDataError(f"training rows disagree: {n} texts, {self.embeddings.shape[0]} embeddings, "
                                  f"{len(self.exclude)} exclusion lists",
                                  fix="build TrainData from one corpus/embedding pair")
-        if self.image_embeddings is not None and self.image_embeddings.shape != self.embeddings.shape:
+        if self.image_embeddings is not None and tuple(self.image_embeddings.shape) != tuple(self.embeddings.shape):
             raise InputDataError(f"paired image embeddings {self.image_embeddings.shape} do not match text embeddings "
                                  f"{self.embeddings.shape}", fix="embed one image per caption with the same CLIP model")
 
@@ -96,8 +187,8 @@ class TrainData:
         return len(self.texts)
 
     def subset(self, idx: np.ndarray) -> "TrainData":
-        img = None if self.image_embeddings is None else self.image_embeddings[idx]
-        return TrainData([self.texts[i] for i in idx], self.embeddings[idx], [self.exclude[i] for i in idx], img)
+        img = None if self.image_embeddings is None else _take(self.image_embeddings, idx)
+        return TrainData(_take(self.texts, idx), _take(self.embeddings, idx), _take(self.exclude, idx), img)
 
 
 def exclusion_rows(store_groups: np.ndarray, query_groups: np.ndarray,
@@ -105,19 +196,10 @@ def exclusion_rows(store_groups: np.ndarray, query_groups: np.ndarray,
     """Datastore rows each query caption must not retrieve: itself and every caption of its image.
 
     store_groups (M,) int64 image-group id per datastore row (NO_GROUP if none); query_groups (N,)
-    likewise for the query captions; query_store_rows (N,) each query's own datastore row or -1."""
-    order = np.argsort(store_groups, kind="stable")
-    sorted_groups = store_groups[order]
-    out = []
-    for g, own in zip(query_groups.tolist(), query_store_rows.tolist()):
-        rows = np.empty(0, dtype=np.int64)
-        if g != NO_GROUP:
-            lo, hi = np.searchsorted(sorted_groups, [g, g + 1])
-            rows = order[lo:hi].astype(np.int64)
-        if own >= 0:
-            rows = np.union1d(rows, [own]).astype(np.int64)
-        out.append(rows)
-    return out
+    likewise for the query captions; query_store_rows (N,) each query's own datastore row or -1.
+    (Lists; training keeps the compact :class:`Exclusions` and looks rows up per batch.)"""
+    ex = Exclusions(store_groups, query_groups, query_store_rows)
+    return [ex[i] for i in range(len(ex))]
 
 
 def group_codes(image_ids: Sequence[str | None], vocabulary: dict[str, int] | None = None) -> np.ndarray:
@@ -199,8 +281,25 @@ class PromptTokens:
         self.prefix = self._encode([c.prompt_prefix])[0]
         self.suffix = self._encode([" " + c.prompt_suffix])[0]
         self.uncond = self._encode([c.prompt_suffix])[0]
-        self.targets = [t + [self.eos] for t in self._encode([" " + x.strip() for x in captions])]
+        self._targets, self._starts = self._encode_targets(captions)
         self._pieces: dict[str, list[int]] = {}
+
+    def _encode_targets(self, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every caption's ids + EOS, flat int32 with start offsets (N + 1,): the corpus tokenised once, held
+        as two arrays instead of N Python lists (~10x smaller)."""
+        parts, lengths = [], []
+        for a in range(0, len(captions), TOKENIZE_CHUNK):
+            chunk = captions[a:a + TOKENIZE_CHUNK]
+            chunk = chunk.to_list() if hasattr(chunk, "to_list") else list(chunk)
+            ids = self._encode([" " + x.strip() for x in chunk])
+            lengths.extend(len(t) + 1 for t in ids)
+            parts.append(np.fromiter(itertools.chain.from_iterable(t + [self.eos] for t in ids), np.int32))
+        flat = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+        return flat, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+    def target(self, row: int) -> list[int]:
+        """Caption ``row``'s ids + EOS."""
+        return self._targets[self._starts[row]:self._starts[row + 1]].tolist()
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -230,7 +329,7 @@ class PromptTokens:
 
     def example(self, row: int, retrieved: Sequence[str] | None) -> tuple[list[int], list[int]]:
         """(input ids, labels) of caption ``row`` with its retrieved captions, as ``example_ids`` builds them."""
-        target = self.targets[row][: self.max_length - 2]
+        target = self.target(row)[: self.max_length - 2]
         prompt = self.prompt(retrieved, self.max_length - len(target))
         target = target[: self.max_length - len(prompt)]
         return prompt + target, [IGNORE_INDEX] * len(prompt) + target
@@ -328,7 +427,7 @@ class BatchBuilder:
             examples = [self.tokens.example(i, r if kp else None)
                         for i, r, kp in zip(idx.tolist(), retrieved_texts, keep.tolist())]
         else:
-            examples = [self.model.example_ids(r if kp else None, self.data.texts[i])
+            examples = [self.model.example_ids(r if kp else None, self.data.texts[int(i)])
                         for i, r, kp in zip(idx.tolist(), retrieved_texts, keep.tolist())]
         ids, mask, labels = pad_examples(examples, self.model.pad_id)
         return Batch(ids, mask, labels, torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)),
@@ -349,5 +448,7 @@ class BatchBuilder:
 
 
 def describe(data: TrainData) -> dict[str, Any]:
+    ex = data.exclude
+    sizes = ex.sizes() if isinstance(ex, Exclusions) else [len(e) for e in ex]
     return {"rows": len(data), "dim": int(data.embeddings.shape[1]),
-            "mean_excluded": float(np.mean([len(e) for e in data.exclude])) if len(data) else 0.0}
+            "mean_excluded": float(np.mean(sizes)) if len(data) else 0.0}

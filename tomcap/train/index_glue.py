@@ -8,6 +8,7 @@ import numpy as np
 
 from ..artifacts import ArtifactRef
 from ..errors import InputDataError
+from .data import NO_GROUP, Exclusions
 
 
 @dataclass
@@ -36,20 +37,26 @@ class DatastoreRetrieval:
         return self.store.texts(np.asarray(rows).ravel())
 
 
-def datastore_retrieval(index: ArtifactRef, emb: Any, df: Any) -> tuple[DatastoreRetrieval, list[np.ndarray]]:
+def datastore_retrieval(index: ArtifactRef, emb: Any, df: Any) -> tuple[DatastoreRetrieval, Exclusions]:
     """(retrieval over the index artifact, rows each corpus caption must not retrieve).
 
     ``emb``: the text EmbeddingSet of the training corpus; the datastore must hold embeddings of the
     same CLIP model. Exclusions: the caption's own row (if the datastore has it) and every row of
-    its image id."""
-    from ..index import Datastore
+    its image id, as group codes shared by datastore and corpus (columnar joins, no per-id Python objects:
+    the datastore may hold millions of captions)."""
+    import polars as pl
+
+    from ..index import NO_ROW, Datastore
 
     store = Datastore.open(index)
     if store.dim != emb.dim or store.model_fingerprint != emb.model_fingerprint:
         raise InputDataError(f"the datastore holds dim-{store.dim} embeddings of CLIP model {store.model_fingerprint}, "
                              f"the training captions dim-{emb.dim} embeddings of {emb.model_fingerprint}",
                              path=index.dir, fix="build the index from text embeddings of the same CLIP model")
-    own = store.rows_for_caption_ids(df["caption_id"].to_list())
-    same_image = store.rows_for_image_ids(df["image_id"].to_list())
-    exclude = [np.union1d(s, [o]).astype(np.int64) if o >= 0 else s for s, o in zip(same_image, own.tolist())]
-    return DatastoreRetrieval(store), exclude
+    meta = store.meta.select("caption_id", "image_id").with_row_index("_row")
+    own = (df.select("caption_id").with_row_index("_q")
+           .join(meta.select("caption_id", "_row").unique("caption_id", keep="last"), on="caption_id", how="left")
+           .sort("_q")["_row"].cast(pl.Int64).fill_null(NO_ROW).to_numpy())
+    ids = pl.concat([meta["image_id"].cast(pl.String), df["image_id"].cast(pl.String)])
+    codes = ids.rank("dense").cast(pl.Int64).fill_null(NO_GROUP).to_numpy()
+    return DatastoreRetrieval(store), Exclusions(codes[:meta.height], codes[meta.height:], own)

@@ -21,7 +21,7 @@ from ..model.adaptor import build_adaptor
 from ..model.checkpoint import CHECKPOINT_JSON, WEIGHTS_FILE, decoder_shape
 from ..model.checkpoint import decoder_fingerprint as checkpoint_decoder_fingerprint
 from .config import TrainConfig
-from .data import ArrayRetrieval, BatchBuilder, TrainData, describe, exclusion_rows, group_codes
+from .data import ArrayRetrieval, BatchBuilder, Exclusions, ShardRows, TrainData, describe, group_codes
 from .loop import LAST, ProgressFn, torch_threads, train
 
 log = logging.getLogger(__name__)
@@ -50,22 +50,26 @@ def upstream_fingerprints(config: TrainConfig, corpus: ArtifactRef, embed: Artif
 
 
 # -- inputs -------------------------------------------------------------------------------------------
-def _corpus_and_embeddings(corpus: ArtifactRef, embed: ArtifactRef) -> tuple[Any, np.ndarray, Any]:
-    """(corpus frame, text embeddings (N, D) float32 in corpus order, EmbeddingSet)."""
+def _corpus_and_embeddings(corpus: ArtifactRef, embed: ArtifactRef) -> tuple[Any, ShardRows, Any]:
+    """(corpus frame, text embeddings in corpus order as a view over the memory-mapped shards, EmbeddingSet)."""
+    import polars as pl
+
     from ..corpus.stage import read_corpus
     from ..embed.store import EmbeddingSet
 
     df = read_corpus(corpus)
     emb = EmbeddingSet.open(embed)
-    ids = emb.id_list()
-    if len(ids) == df.height and (ids == df["caption_id"].to_numpy()).all():
-        return df, np.asarray(emb.array(np.float32)), emb
-    pos = {c: i for i, c in enumerate(ids.tolist())}
-    missing = [c for c in df["caption_id"].to_list() if c not in pos]
-    if missing:
+    ids = emb.ids[emb.id_column]
+    if ids.len() == df.height and ids.equals(df["caption_id"]):
+        return df, ShardRows(emb, np.arange(df.height)), emb
+    rows = (df.select("caption_id").with_row_index("_q")
+            .join(emb.ids.with_row_index("_row").unique(emb.id_column, keep="last"), left_on="caption_id",
+                  right_on=emb.id_column, how="left").sort("_q")["_row"])
+    if rows.null_count():
+        missing = df["caption_id"].filter(rows.is_null())
         raise InputDataError(f"{len(missing)} corpus captions have no embedding (e.g. {missing[0]})", path=embed.dir,
                              fix="rerun 'tomcap embed' on this corpus")
-    return df, emb.rows(np.array([pos[c] for c in df["caption_id"].to_list()])), emb
+    return df, ShardRows(emb, rows.cast(pl.Int64).to_numpy()), emb
 
 
 def _gap_stats(gap: ArtifactRef | None, emb: Any, config: TrainConfig):
@@ -82,12 +86,14 @@ def _gap_stats(gap: ArtifactRef | None, emb: Any, config: TrainConfig):
     return stats
 
 
-def _retrieval(index: ArtifactRef | None, df: Any, emb_matrix: np.ndarray, emb: Any) -> tuple[Any, list[np.ndarray]]:
+def _retrieval(index: ArtifactRef | None, df: Any, embeddings: ShardRows, emb: Any) -> tuple[Any, Exclusions]:
     """(retrieval source, datastore rows each corpus caption must not retrieve: itself + its image's captions)."""
     if index is None:
-        # Exact search over the training corpus itself: datastore row i is corpus row i.
+        # Exact search over the training corpus itself (small corpora, library callers): datastore row i is
+        # corpus row i, and only this path holds the embeddings as one float32 matrix.
         groups = group_codes(df["image_id"].to_list())
-        return ArrayRetrieval(emb_matrix, df["text"].to_list()), exclusion_rows(groups, groups, np.arange(df.height))
+        return (ArrayRetrieval(embeddings[np.arange(len(embeddings))], df["text"].to_list()),
+                Exclusions(groups, groups, np.arange(df.height)))
     from .index_glue import datastore_retrieval
 
     return datastore_retrieval(index, emb, df)
@@ -113,7 +119,7 @@ def _paired_images(image_embed: ArtifactRef | None, df: Any, config: TrainConfig
         raise InputDataError(f"{len(missing)} corpus image ids have no image embedding (e.g. {missing[0]})",
                              path=image_embed.dir,
                              fix="embed the images of every corpus caption (file names = image ids)")
-    return img.rows(np.array([pos[str(i)] for i in ids]))
+    return ShardRows(img, np.array([pos[str(i)] for i in ids]))
 
 
 def split_rows(n: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -149,14 +155,14 @@ def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, Arti
                 progress: ProgressFn | None) -> BuildOutput:
     """Read the inputs (``refs``: run_train's keyword refs), train in ``work``, write the artifact into ``tmp``."""
     embed = refs["embed"]
-    df, matrix, emb = _corpus_and_embeddings(refs["corpus"], embed)
+    df, embeddings, emb = _corpus_and_embeddings(refs["corpus"], embed)
     stats = _gap_stats(refs["gap"], emb, config) if config.gap_correction or config.noise else None
-    retrieval, exclude = _retrieval(refs["index"], df, matrix, emb) if config.uses_retrieval else (None, None)
+    retrieval, exclude = _retrieval(refs["index"], df, embeddings, emb) if config.uses_retrieval else (None, None)
     images = _paired_images(refs["image_embed"], df, config, emb.dim)
     n = df.height
     if retrieval is None:
-        exclude = [np.empty(0, np.int64)] * n
-    full = TrainData(df["text"].to_list(), matrix, exclude, images)
+        exclude = Exclusions.none(n)
+    full = TrainData(df["text"], embeddings, exclude, images)
     train_rows, val_rows = split_rows(n, config)
     train_data, val_data = full.subset(train_rows), full.subset(val_rows)
 

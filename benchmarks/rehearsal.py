@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {}
     if evaluation is not None:
         m = json.loads(next((data_dir / "artifacts" / "evaluate").glob("*/manifest.json")).read_text())
-        metrics = {k: v for k, v in (m.get("info") or {}).get("metrics", {}).items() if not isinstance(v, dict)}
+        by_run = (m.get("info") or {}).get("metrics", {})  # {results folder: metrics}; "." for one results file
+        metrics = {k: v for k, v in next(iter(by_run.values()), {}).items() if not isinstance(v, (dict, list))}
     report = {"mode": "quick" if args.quick else "full", "cpus": os.cpu_count(), "device": "cpu",
               "gpu": "not measured: no device lent", "sizes": sizes, "setup": facts, "stages": rows,
               "pipeline": total, "metrics_random_init": metrics, "root": str(root), "extra_args": extra}

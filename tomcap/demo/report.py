@@ -1,9 +1,9 @@
 """The demo's report stage: per evaluation split, one table comparing variants and baselines, with
 95% bootstrap intervals, paired comparisons, plus the modality gap before/after correction.
 
-Writes ``report.md`` and ``metrics.json`` as an artifact, so a rerun of the demo with nothing
-changed is served from cache. Evaluations are keyed ``<split>/<row>`` (``test/full``,
-``novel/nearest_caption``); a key without a split is the test split.
+Writes ``report.md``, ``metrics.json`` and ``captions_grid.png`` (``tomcap.demo.grid``) as an artifact,
+so a rerun of the demo with nothing changed is served from cache. Evaluations are keyed ``<split>/<row>``
+(``test/full``, ``novel/nearest_caption``); a key without a split is the test split.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from ..evaluate import bootstrap
 from ..world.splits import TEST_STREAM
 from ..world.stage import world_artifact_paths
 from .attributes import attribute_scores
+from .grid import GRID_FILE, GRID_ROWS, grid_markdown, grid_split, write_grid
 
-SPEC = StageSpec(name="demo_report", version="2", modules=("tomcap.demo", "tomcap.evaluate.bootstrap"))
+SPEC = StageSpec(name="demo_report", version="3", modules=("tomcap.demo", "tomcap.evaluate.bootstrap"))
 COLUMNS = ("Bleu_4", "METEOR", "CIDEr", "CLIPScore", "recall@1", "color_acc", "shape_acc", "attr_acc",
            "obj_precision", "obj_recall", "attr_f1", "count_acc")
 SHOWN = ("Bleu_4", "METEOR", "CIDEr", "CLIPScore", "color_acc", "shape_acc", "obj_recall", "attr_f1", "count_acc")
@@ -37,6 +38,8 @@ class DemoReportConfig(StageConfig):
     bootstrap_resamples: int = Field(default=1000, ge=100, description="bootstrap resamples over images")
     bootstrap_seed: int = Field(default=0, ge=0)
     bootstrap_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    grid_images: int = Field(default=8, ge=0, le=64, description="images in captions_grid.png: the first ones of "
+                             "the split's annotation file, with the full and nearest captions and a reference; 0: none")
 
 
 def split_of(key: str) -> tuple[str, str]:
@@ -96,8 +99,22 @@ def _cell(row: dict, iv: dict, col: str, d: int) -> str:
     return f"{row[col]:.{d}f}"
 
 
+def _grid(config: DemoReportConfig, world: ArtifactRef, generations: dict[str, ArtifactRef], out: Path) -> dict | None:
+    """Draw the caption grid of one split into ``out``; what it shows, or None when no split has its rows."""
+    rows: dict[str, set[str]] = {}
+    for key in generations:
+        split, name = split_of(key)
+        rows.setdefault(split, set()).add(name)
+    split = grid_split(rows)
+    if split is None or config.grid_images == 0:
+        return None
+    results = {name: json.loads(generations[f"{split}/{name}"].file("results.json").read_text(encoding="utf-8"))
+               for name in GRID_ROWS}
+    return write_grid(world_artifact_paths(world).split(split), split, results, config.grid_images, out)
+
+
 def render_markdown(config: DemoReportConfig, tables: dict[str, dict[str, dict[str, float]]], stats: dict,
-                    gap: dict) -> str:
+                    gap: dict, grid: dict | None = None) -> str:
     d = config.decimals
     level = round(config.bootstrap_level * 100)
     lines = [f"# {config.title}", "",
@@ -129,6 +146,8 @@ def render_markdown(config: DemoReportConfig, tables: dict[str, dict[str, dict[s
         fig = gap.get(when, {})
         lines.append(f"| {when} correction | " + " | ".join(
             f"{fig[g]:.{d}f}" if g in fig else "-" for g in GAP_FIGURES) + " |")
+    if grid is not None:
+        lines += [""] + grid_markdown(grid)
     return "\n".join(lines) + "\n"
 
 
@@ -155,10 +174,13 @@ def run_demo_report(config: DemoReportConfig, data_dir: Path | str, *, world: Ar
                "splits": {s: {"variants": t, **stats[s]} for s, t in tables.items()},
                "bootstrap": {"resamples": config.bootstrap_resamples, "seed": config.bootstrap_seed,
                              "level": config.bootstrap_level}, "gap": gap_figs}
+        grid = _grid(config, world, generations, tmp / GRID_FILE)
+        if grid is not None:
+            out["grid"] = grid
         (tmp / "metrics.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
-        (tmp / "report.md").write_text(render_markdown(config, tables, stats, gap_figs), encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(config, tables, stats, gap_figs, grid), encoding="utf-8")
         return BuildOutput(rows={"variants": len(primary), "splits": len(tables)},
-                           info={"variants": primary, "splits": list(tables), "gap": gap_figs})
+                           info={"variants": primary, "splits": list(tables), "gap": gap_figs, "grid": grid})
 
     return ArtifactStore(data_dir).build(SPEC, config, upstream, build, force=force)
 

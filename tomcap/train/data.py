@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 NO_GROUP = -1
 """Group id of captions without an image id (they exclude only themselves)."""
 _EPS = 1e-12
-TOKENIZE_CHUNK = 65_536
+TOKENIZE_CHUNK = 8192
 """Captions tokenised per call when the corpus is tokenised once (bounds the transient Python lists)."""
 
 SearchFn = Callable[[np.ndarray, int, list[np.ndarray]], np.ndarray]

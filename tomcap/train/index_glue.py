@@ -44,19 +44,27 @@ def datastore_retrieval(index: ArtifactRef, emb: Any, df: Any) -> tuple[Datastor
     same CLIP model. Exclusions: the caption's own row (if the datastore has it) and every row of
     its image id, as group codes shared by datastore and corpus (columnar joins, no per-id Python objects:
     the datastore may hold millions of captions)."""
-    import polars as pl
-
-    from ..index import NO_ROW, Datastore
+    from ..index import Datastore
 
     store = Datastore.open(index)
     if store.dim != emb.dim or store.model_fingerprint != emb.model_fingerprint:
         raise InputDataError(f"the datastore holds dim-{store.dim} embeddings of CLIP model {store.model_fingerprint}, "
                              f"the training captions dim-{emb.dim} embeddings of {emb.model_fingerprint}",
                              path=index.dir, fix="build the index from text embeddings of the same CLIP model")
-    meta = store.meta.select("caption_id", "image_id").with_row_index("_row")
+    return DatastoreRetrieval(store), exclusions(store.meta, df)
+
+
+def exclusions(store_meta: Any, df: Any) -> Exclusions:
+    """Rows of a datastore (``store_meta``: caption_id, image_id per row) that each corpus caption (``df``)
+    must not retrieve: its own row and every row of its image id."""
+    import polars as pl
+
+    from ..index import NO_ROW
+
+    meta = store_meta.select("caption_id", "image_id").with_row_index("_row")
     own = (df.select("caption_id").with_row_index("_q")
            .join(meta.select("caption_id", "_row").unique("caption_id", keep="last"), on="caption_id", how="left")
            .sort("_q")["_row"].cast(pl.Int64).fill_null(NO_ROW).to_numpy())
     ids = pl.concat([meta["image_id"].cast(pl.String), df["image_id"].cast(pl.String)])
     codes = ids.rank("dense").cast(pl.Int64).fill_null(NO_GROUP).to_numpy()
-    return DatastoreRetrieval(store), Exclusions(codes[:meta.height], codes[meta.height:], own)
+    return Exclusions(codes[:meta.height], codes[meta.height:], own)

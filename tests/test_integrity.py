@@ -170,3 +170,22 @@ def test_first_use_hashes_then_a_stat_suffices(built, monkeypatch):
     load_ref(index.dir)  # its shards are hard links to the embedding shards: not hashed twice
     shards = json.loads((embed.dir / "manifest.json").read_text())["info"]["shards"]
     assert sorted(p.name for p in calls if p.name in shards) == sorted(shards)
+
+
+def test_input_files_are_hashed_once_per_version(tmp_path, monkeypatch):
+    """Stage keys are asked for several times per task run (cache policy, run name, the stage): an input file is
+    read once; a rewritten one (new mtime) is read again; artifact verification never takes the memo."""
+    import os
+
+    from tomcap import manifest
+
+    reads = []
+    real = manifest.file_sha256
+    monkeypatch.setattr(manifest, "file_sha256", lambda p: reads.append(p) or real(p))
+    f = tmp_path / "corpus.jsonl"
+    f.write_text("a\n")
+    first = manifest.input_sha256(f)
+    assert manifest.input_sha256(f) == first and len(reads) == 1
+    f.write_text("b\n")
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # a clearly newer mtime
+    assert manifest.input_sha256(f) != first and len(reads) == 2

@@ -41,12 +41,12 @@ from pydantic import BaseModel, ConfigDict
 from .config import StageConfig, canonical_json, hash_text
 from .constants import ARTIFACTS_SUBDIR, MANIFEST_NAME, TMP_PREFIX, TRASH_PREFIX
 from .errors import ArtifactError, ConfigError
-from .manifest import (DamagedArtifactError, FileEntry, Manifest, content_fingerprint, file_sha256, read_manifest,
-                       rebuild_fix, remember_verified, verify_artifact)
+from .manifest import (DamagedArtifactError, FileEntry, Manifest, content_fingerprint, file_sha256, input_sha256,
+                       read_manifest, rebuild_fix, remember_verified, verify_artifact)
 
 __all__ = ["ArtifactRef", "ArtifactStore", "BuildOutput", "DamagedArtifactError", "FileEntry", "Manifest",
-           "StageSpec", "content_fingerprint", "file_sha256", "fsync_dir", "library_versions", "load_ref",
-           "read_manifest", "rebuild_fix", "stage_key", "verify_artifact"]
+           "StageSpec", "content_fingerprint", "file_sha256", "fsync_dir", "input_sha256", "library_versions",
+           "load_ref", "read_manifest", "rebuild_fix", "stage_key", "verify_artifact"]
 
 log = logging.getLogger(__name__)
 

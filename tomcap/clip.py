@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .artifacts import file_sha256
+from .artifacts import input_sha256
 from .constants import FINGERPRINT_CHARS, SHIPPED_MODELS_DIR
 from .errors import ConfigError
 
@@ -107,7 +107,7 @@ def pretrained_fingerprint(pretrained: str | None) -> str:
     if pretrained is None:
         return RANDOM_INIT
     p = Path(pretrained)
-    return f"sha256:{file_sha256(p)[:FINGERPRINT_CHARS]}" if p.is_file() else f"tag:{pretrained}"
+    return f"sha256:{input_sha256(p)[:FINGERPRINT_CHARS]}" if p.is_file() else f"tag:{pretrained}"
 
 
 @dataclass

@@ -6,6 +6,7 @@ cost one ``stat`` per file. A file that differs is a :class:`DamagedArtifactErro
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Mapping
@@ -70,6 +71,22 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(HASH_CHUNK_BYTES):
             h.update(chunk)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _stat_keyed_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    return file_sha256(Path(path))
+
+
+def input_sha256(path: Path | str) -> str:
+    """sha256 of a stage's input file, hashed once per (path, size, mtime, inode) in this process.
+
+    A cache key is asked for several times per run (the task's cache policy, its run name, the stage
+    itself); a corpus or weights file should be read once, and a rewritten file (new mtime or inode) is
+    hashed again. Artifact verification never uses this: it re-reads every file (``file_sha256``)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _stat_keyed_sha256(str(p), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def content_fingerprint(files: Mapping[str, FileEntry]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 from tqdm.auto import tqdm
 
-from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
+from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, input_sha256
 from ..config import hash_text
 from ..constants import FINGERPRINT_CHARS
 from ..errors import ConfigError, InputDataError
@@ -29,7 +29,7 @@ def upstream_fingerprints(config: CorpusConfig) -> dict[str, str]:
     out = {}
     for src in config.sources:
         path = check_source_file(Path(src.path))
-        out[f"source:{src.source_name}"] = file_sha256(path)[:FINGERPRINT_CHARS]
+        out[f"source:{src.source_name}"] = input_sha256(path)[:FINGERPRINT_CHARS]
     return out
 
 

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256, load_ref
+from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, input_sha256, load_ref
 from ..constants import FINGERPRINT_CHARS, MANIFEST_NAME, TMP_PREFIX, TRASH_PREFIX
 from ..errors import ArtifactError, ConfigError, InputDataError
 from .coco_metrics import EvalItem, score_items
@@ -83,12 +83,12 @@ def upstream_fingerprints(config: EvaluateConfig, generate: ArtifactRef | None =
     up: dict[str, str] = {}
     if config.refs is not None:
         _check_refs_file(Path(config.refs))
-        up["refs"] = file_sha256(Path(config.refs))[:FINGERPRINT_CHARS]
+        up["refs"] = input_sha256(Path(config.refs))[:FINGERPRINT_CHARS]
     for i, p in enumerate(config.results):
         f = results_path(Path(p))
         if not f.is_file():
             raise ConfigError(f"results file not found: {f}", fix="pass an existing file with --results")
-        up[f"results/{i}"] = file_sha256(f)[:FINGERPRINT_CHARS]
+        up[f"results/{i}"] = input_sha256(f)[:FINGERPRINT_CHARS]
     if generate is not None:
         up["generate"] = generate.fingerprint
     if config.images is not None:

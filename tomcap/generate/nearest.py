@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
+from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, input_sha256
 from ..constants import FINGERPRINT_CHARS
 from ..embed.store import EmbeddingSet
 from ..errors import ArtifactError
@@ -24,7 +24,7 @@ SPEC = StageSpec(name="nearest_caption", version="1", modules=("tomcap.generate.
 def upstream_fingerprints(config: NearestConfig, index: ArtifactRef, images: ArtifactRef) -> dict[str, str]:
     up = {"index": index.fingerprint, "images": images.fingerprint}
     if config.annotations is not None:
-        up["annotations"] = file_sha256(_existing(config.annotations))[:FINGERPRINT_CHARS]
+        up["annotations"] = input_sha256(_existing(config.annotations))[:FINGERPRINT_CHARS]
     return up
 
 

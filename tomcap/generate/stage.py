@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, file_sha256
+from ..artifacts import ArtifactRef, ArtifactStore, BuildOutput, StageSpec, input_sha256
 from ..constants import FINGERPRINT_CHARS
 from ..embed.config import ImageEmbedConfig
 from ..embed.store import EmbeddingSet
@@ -31,7 +31,7 @@ def upstream_fingerprints(config: GenerateConfig, train: ArtifactRef, index: Art
                           images: ArtifactRef) -> dict[str, str]:
     up = {"train": train.fingerprint, "index": index.fingerprint, "images": images.fingerprint}
     if config.annotations is not None:
-        up["annotations"] = file_sha256(_existing(config.annotations))[:FINGERPRINT_CHARS]
+        up["annotations"] = input_sha256(_existing(config.annotations))[:FINGERPRINT_CHARS]
     return up
 
 

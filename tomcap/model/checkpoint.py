@@ -10,8 +10,6 @@ from the one trained on; nothing is unpickled (no ``torch.load``).
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import canonical_json, hash_text
+from ..manifest import input_sha256
 from ..errors import ArtifactError, ConfigError, InputDataError
 from .adaptor import TomcapAdaptor, build_adaptor
 from .config import AdaptorConfig
@@ -41,16 +40,6 @@ def _tomcap_version() -> str:
         return "unknown"
 
 
-@functools.lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    # Keyed on size and mtime too: a rewritten file is hashed again; an unchanged 500 MB one only once.
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def decoder_fingerprint(config: AdaptorConfig) -> str:
     """Content hash of the local GPT-2 folder (its files' names and sha256), or ``hub:<name>``
     (a hub model is pinned by its name). Equal to the train stage's upstream ``gpt2`` fingerprint."""
@@ -63,8 +52,7 @@ def decoder_fingerprint(config: AdaptorConfig) -> str:
     files = {}
     for f in sorted(d.iterdir()):
         if f.is_file():
-            st = f.stat()
-            files[f.name] = _file_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)
+            files[f.name] = input_sha256(f)
     return hash_text(canonical_json(files))
 
 

@@ -111,11 +111,12 @@ def shift_direction(feats: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, fl
 
 
 def bisect_shift(feats: np.ndarray, text: np.ndarray, target: float, tol: float = BISECT_TOL,
-                 s_max: float = 8.0, iters: int = 60) -> tuple[float, np.ndarray, float]:
+                 s_max: float = 8.0, step: float = 0.05, iters: int = 60) -> tuple[float, np.ndarray, float]:
     """(s, c, gap): c = -s * r * delta_hat with the centroid gap within ``tol`` of ``target``.
 
-    The gap falls monotonically as s grows from 0 until the image mean passes the text mean; the
-    search stays on that branch (s >= 0 shrinks the gap, s < 0 widens it)."""
+    The gap falls as s grows from 0 until the image mean passes the text mean (on the world CLIP its
+    floor is ~0.035 at s ~0.85), then grows again; the first crossing is taken (s >= 0 shrinks the gap,
+    s < 0 widens it)."""
     direction, r = shift_direction(feats, text)
 
     def gap(s: float) -> float:
@@ -123,9 +124,9 @@ def bisect_shift(feats: np.ndarray, text: np.ndarray, target: float, tol: float 
 
     g0 = gap(0.0)
     sign = 1.0 if target < g0 else -1.0
-    lo, hi = 0.0, 0.25
-    while sign * (gap(sign * hi) - target) > 0:  # widen until the target is bracketed
-        lo, hi = hi, hi * 2
+    lo, hi = 0.0, step
+    while sign * (gap(sign * hi) - target) > 0:  # small steps: past the text mean the gap grows again
+        lo, hi = hi, hi + step
         if hi > s_max:
             raise ValueError(f"no shift up to s={s_max} reaches centroid gap {target} (gap at s=0: {g0:.4f})")
     for _ in range(iters):
@@ -162,14 +163,17 @@ def data_dir_for(root: Path, weights: Path) -> str:
     return str(root / f"clip-{sha256(weights)[:16]}")
 
 
-def pipeline_config(base: Any, weights: Path) -> Any:
-    """``base`` with only the CLIP weights changed (every CLIP section, as ``clip:`` spreads them)."""
+def pipeline_config(base: Any, weights: Path, train_seed: int | None = None) -> Any:
+    """``base`` with only the CLIP weights changed (every CLIP section, as ``clip:`` spreads them), and the
+    training seed where one is given."""
     from tomcap.config import validate_config
     from tomcap.settings import CLIP_SECTIONS, PipelineConfig
 
     data = base.model_dump(mode="json")
     for section in (*CLIP_SECTIONS, "clip"):
         data[section]["pretrained"] = str(weights)
+    if train_seed is not None:
+        data["train"]["seed"] = train_seed
     return validate_config(PipelineConfig, data, source=f"gap sweep ({weights.name})")
 
 
@@ -214,7 +218,19 @@ def run_clip(cfg: Any, data_dir: str, world: Any, unpaired: Any) -> dict[str, An
     info = refs["gap"].manifest().info
     return {"gap": {w: info.get(w, {}) for w in ("before", "after")}, "gap_key": refs["gap"].key,
             "metrics": rows, "intervals": stats["intervals"], "n_images": stats["n_images"],
-            "full_minus_no_correction": stats["full_minus"]["no_correction"], "artifacts": keys}
+            "full_minus_no_correction": stats["full_minus"]["no_correction"], "artifacts": keys,
+            "_per_image": per_image}
+
+
+def seed_mean(report_cfg: Any, per_seed: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, Any]:
+    """Per-image values averaged over training seeds, then the same bootstrap (images resampled)."""
+    from tomcap.demo.report import split_statistics
+
+    avg = {name: {m: {i: float(np.mean([p[name][m][i] for p in per_seed])) for i in per_seed[0][name][m]}
+                  for m in METRICS} for name in VARIANTS}
+    stats = split_statistics(report_cfg, avg)
+    return {"metrics": {n: {m: float(np.mean(list(v[m].values()))) for m in METRICS} for n, v in avg.items()},
+            "intervals": stats["intervals"], "full_minus_no_correction": stats["full_minus"]["no_correction"]}
 
 
 def make_clips(cfg: Any, data_dir: str, world: Any, unpaired: Any, weights: Path, targets: list[float],
@@ -256,7 +272,7 @@ def make_clips(cfg: Any, data_dir: str, world: Any, unpaired: Any, weights: Path
         s, c, g = bisect_shift(feats, text, target)
         new = shifted_state(state, c)
         applied = realised_shift(state, new)
-        path = save_clip(new, clip_dir / f"tomcap-world-clip-gap{target:.2f}.safetensors",
+        path = save_clip(new, clip_dir / f"tomcap-world-clip-{sha256(weights)[:16]}-gap{target:.2f}.safetensors",
                          {**meta, "gap_sweep": {"target": target, "s": s, "source_sha256": sha256(weights),
                                                 "shifted": SHIFT_KEY}})
         # exactness: the saved model's unnormalised features are the base ones plus the stored bias change
@@ -276,33 +292,48 @@ def _fmt(v: dict, d: int = 3) -> str:
     return f"{v['mean']:+.{d}f} [{v['lo']:+.{d}f}, {v['hi']:+.{d}f}]"
 
 
+def _cell(res: dict, name: str, m: str) -> str:
+    iv = res["intervals"][name][m]
+    return f"{res['metrics'][name][m]:.3f} ± {(iv['hi'] - iv['lo']) / 2:.3f}"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
+    m = result["meta"]
+    first = m.get("train_seeds", [0])[0]
+    rows = [r for r in result["rows"] if r.get("train_seed", 0) == first]
     lines = ["| target gap | measured gap (after correction) | full CIDEr | no_correction CIDEr | ΔCIDEr [95% CI] "
              "| full attr_f1 | no_correction attr_f1 | Δattr_f1 [95% CI] |", "|---" * 8 + "|"]
-    for row in result["rows"]:
-        iv, d = row["intervals"], row["full_minus_no_correction"]
-
-        def cell(name: str, m: str) -> str:
-            return f"{row['metrics'][name][m]:.3f} ± {(iv[name][m]['hi'] - iv[name][m]['lo']) / 2:.3f}"
-
-        gap = row["gap"]
-        lines.append(f"| {row['target']:.1f} | {gap['before']['centroid_gap']:.3f} "
-                     f"({gap['after']['centroid_gap']:.3f}) | {cell('full', 'CIDEr')} | "
-                     f"{cell('no_correction', 'CIDEr')} | {_fmt(d['CIDEr'])} | {cell('full', 'attr_f1')} | "
-                     f"{cell('no_correction', 'attr_f1')} | {_fmt(d['attr_f1'])} |")
+    for row in rows:
+        d, gap = row["full_minus_no_correction"], row["gap"]
+        lines.append(f"| {row['target']:.2f} | {gap['before']['centroid_gap']:.3f} "
+                     f"({gap['after']['centroid_gap']:.3f}) | {_cell(row, 'full', 'CIDEr')} | "
+                     f"{_cell(row, 'no_correction', 'CIDEr')} | {_fmt(d['CIDEr'])} | {_cell(row, 'full', 'attr_f1')} | "
+                     f"{_cell(row, 'no_correction', 'attr_f1')} | {_fmt(d['attr_f1'])} |")
+    if result.get("seed_mean"):
+        seeds = result["seed_mean"][0]["train_seeds"]
+        lines += ["", f"Training seeds {', '.join(map(str, seeds))}: Δ per seed, and the per-image values averaged "
+                  "over the seeds (bootstrap over images):", "",
+                  "| target gap | ΔCIDEr per seed | full CIDEr | no_correction CIDEr | ΔCIDEr [95% CI] "
+                  "| Δattr_f1 per seed | Δattr_f1 [95% CI] |", "|---" * 7 + "|"]
+        for sm in result["seed_mean"]:
+            per = [r for r in result["rows"] if r["target"] == sm["target"]]
+            dc = ", ".join(f"{r['full_minus_no_correction']['CIDEr']['mean']:+.3f}" for r in per)
+            da = ", ".join(f"{r['full_minus_no_correction']['attr_f1']['mean']:+.3f}" for r in per)
+            d = sm["full_minus_no_correction"]
+            lines.append(f"| {sm['target']:.2f} | {dc} | {_cell(sm, 'full', 'CIDEr')} | "
+                         f"{_cell(sm, 'no_correction', 'CIDEr')} | {_fmt(d['CIDEr'])} | {da} | {_fmt(d['attr_f1'])} |")
     lines += ["", "| target gap | s | ‖c‖ (mean feature norm {:.1f}) | max feature error of the saved CLIP | "
-              "weights sha256 |".format(result["meta"]["base_check"]["feature_norm_mean"]), "|---" * 5 + "|"]
-    for row in result["rows"]:
+              "weights sha256 |".format(m["base_check"]["feature_norm_mean"]), "|---" * 5 + "|"]
+    for row in rows:
         err = f"{row['feature_max_abs_error']:.1e}" if row["shifted"] else "- (unmodified file)"
-        lines.append(f"| {row['target']:.1f} | {row['s']:.4f} | {row.get('shift_norm', 0.0):.2f} | {err} | "
+        lines.append(f"| {row['target']:.2f} | {row['s']:.4f} | {row.get('shift_norm', 0.0):.2f} | {err} | "
                      f"{row['weights_sha256'][:16]} |")
-    m = result["meta"]
-    lines += ["", f"Split `{SPLIT}` ({result['rows'][0]['n_images']} images), configs/demo.yaml as committed with "
-              f"only `clip.pretrained` changed{' (--quick sizes)' if m['quick'] else ''}; source weights "
-              f"`{m['weights']}` (sha256 {m['weights_sha256'][:16]}…). ± is half the 95% percentile bootstrap "
-              "interval over images; Δ = full − no_correction on the same draws (paired). The gap is the centroid "
-              "distance of L2-normalised unpaired-image and corpus-caption embeddings, as the gap stage measures "
-              "it, before (and after) the correction."]
+    lines += ["", f"Split `{SPLIT}` ({rows[0]['n_images']} images), configs/demo.yaml as committed with only "
+              f"`clip.pretrained` changed (first table: train.seed {first}){' (--quick sizes)' if m['quick'] else ''}; "
+              f"source weights `{m['weights']}` (sha256 {m['weights_sha256'][:16]}…). ± is half the 95% percentile "
+              "bootstrap interval over images; Δ = full − no_correction on the same draws (paired). The gap is the "
+              "centroid distance of L2-normalised unpaired-image and corpus-caption embeddings, as the gap stage "
+              "measures it, before (and after) the correction."]
     return "\n".join(lines) + "\n"
 
 
@@ -322,6 +353,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--targets", type=float, nargs="+", default=[0.2, 0.5, 0.8])
     ap.add_argument("--tol", type=float, default=0.02, help="accepted |measured gap - target|")
     ap.add_argument("--quick", action="store_true", help="tiny world and a few training steps (smoke run)")
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=[0],
+                    help="train.seed values (0 is configs/demo.yaml's); with several, also seed-averaged rows")
     ap.add_argument("--render", action="store_true", help="only rewrite the .md table from the --out JSON")
     args = ap.parse_args(argv)
     if args.render:
@@ -345,21 +378,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unpaired = run_world(base.demo.unpaired_world, str(root / "worlds"))
     clips, check = make_clips(base, data_dir_for(root, weights), world, unpaired, weights, sorted(args.targets),
                               args.tol, root / "clips")
-    rows = []
+    rows, seeds = [], []
     for clip in clips:
-        t0 = time.time()
         dd = data_dir_for(root, Path(clip["weights"]))
-        res = run_clip(pipeline_config(base, Path(clip["weights"])), dd, world, unpaired)
-        measured = res["gap"]["before"]["centroid_gap"]
-        rows.append({**clip, **res, "weights_sha256": sha256(Path(clip["weights"])),
-                     "within_tol": abs(measured - clip["target"]) <= args.tol, "seconds": round(time.time() - t0)})
-        log.info("gap %.2f (measured %.4f): done in %.0f s", clip["target"], measured, time.time() - t0)
+        per_seed = []
+        for seed in args.train_seeds:
+            t0 = time.time()
+            res = run_clip(pipeline_config(base, Path(clip["weights"]), seed), dd, world, unpaired)
+            per_seed.append(res.pop("_per_image"))
+            measured = res["gap"]["before"]["centroid_gap"]
+            rows.append({**clip, **res, "train_seed": seed, "weights_sha256": sha256(Path(clip["weights"])),
+                         "within_tol": abs(measured - clip["target"]) <= args.tol,
+                         "seconds": round(time.time() - t0)})
+            log.info("gap %.2f (measured %.4f), seed %d: done in %.0f s", clip["target"], measured, seed,
+                     time.time() - t0)
+        if len(per_seed) > 1:
+            seeds.append({"target": clip["target"], "train_seeds": list(args.train_seeds),
+                          **seed_mean(base.demo.report, per_seed)})
     result = {"meta": {"weights": str(args.weights), "weights_copy": str(weights), "weights_sha256": sha256(weights),
                        "config": str(args.config),
-                       "quick": args.quick, "split": SPLIT, "variants": list(VARIANTS), "tol": args.tol,
+                       "quick": args.quick, "train_seeds": list(args.train_seeds), "split": SPLIT,
+                       "variants": list(VARIANTS), "tol": args.tol,
                        "shift_key": SHIFT_KEY, "base_check": check, "seconds": round(time.time() - t_start),
                        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-              "rows": rows}
+              "rows": rows, "seed_mean": seeds}
     write_atomic(args.out, json.dumps(result, indent=2))
     md = render_markdown(result)
     write_atomic(args.out.with_suffix(".md"), md)

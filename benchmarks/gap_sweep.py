@@ -328,6 +328,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         err = f"{row['feature_max_abs_error']:.1e}" if row["shifted"] else "- (unmodified file)"
         lines.append(f"| {row['target']:.2f} | {row['s']:.4f} | {row.get('shift_norm', 0.0):.2f} | {err} | "
                      f"{row['weights_sha256'][:16]} |")
+    if not m.get("complete", True):
+        done = {r["target"] for r in result["rows"]}
+        left = [t for t in m["targets_in_run_order"] if t not in done]
+        lines += ["", f"**Partial sweep**: targets {', '.join(f'{t:.2f}' for t in left)} not measured (yet)."]
     lines += ["", f"Split `{SPLIT}` ({rows[0]['n_images']} images), configs/demo.yaml as committed with only "
               f"`clip.pretrained` changed (first table: train.seed {first}){' (--quick sizes)' if m['quick'] else ''}; "
               f"source weights `{m['weights']}` (sha256 {m['weights_sha256'][:16]}…). ± is half the 95% percentile "
@@ -376,9 +380,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.replace(weights.with_suffix(".tmp"), weights)
     world = run_world(base.world, str(root / "worlds"))
     unpaired = run_world(base.demo.unpaired_world, str(root / "worlds"))
-    clips, check = make_clips(base, data_dir_for(root, weights), world, unpaired, weights, sorted(args.targets),
+    clips, check = make_clips(base, data_dir_for(root, weights), world, unpaired, weights, args.targets,
                               args.tol, root / "clips")
     rows, seeds = [], []
+    meta = {"weights": str(args.weights), "weights_copy": str(weights), "weights_sha256": sha256(weights),
+            "config": str(args.config), "quick": args.quick, "train_seeds": list(args.train_seeds), "split": SPLIT,
+            "variants": list(VARIANTS), "tol": args.tol, "targets_in_run_order": args.targets,
+            "shift_key": SHIFT_KEY, "base_check": check}
     for clip in clips:
         dd = data_dir_for(root, Path(clip["weights"]))
         per_seed = []
@@ -395,18 +403,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if len(per_seed) > 1:
             seeds.append({"target": clip["target"], "train_seeds": list(args.train_seeds),
                           **seed_mean(base.demo.report, per_seed)})
-    result = {"meta": {"weights": str(args.weights), "weights_copy": str(weights), "weights_sha256": sha256(weights),
-                       "config": str(args.config),
-                       "quick": args.quick, "train_seeds": list(args.train_seeds), "split": SPLIT,
-                       "variants": list(VARIANTS), "tol": args.tol,
-                       "shift_key": SHIFT_KEY, "base_check": check, "seconds": round(time.time() - t_start),
-                       "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-              "rows": rows, "seed_mean": seeds}
-    write_atomic(args.out, json.dumps(result, indent=2))
+        # written after every CLIP (rows sorted by target): a sweep stopped early keeps what it measured
+        write_result(args.out, meta, rows, seeds, t_start, complete=clip is clips[-1])
+    return json.loads(args.out.read_text(encoding="utf-8"))
+
+
+def write_result(out: Path, meta: dict, rows: list, seeds: list, t_start: float, complete: bool) -> None:
+    def order(r: dict) -> tuple:
+        return r["target"], r.get("train_seed", 0)
+
+    result = {"meta": {**meta, "complete": complete, "seconds": round(time.time() - t_start),
+                       "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+              "rows": sorted(rows, key=order), "seed_mean": sorted(seeds, key=order)}
+    write_atomic(out, json.dumps(result, indent=2))
     md = render_markdown(result)
-    write_atomic(args.out.with_suffix(".md"), md)
-    print(md)
-    return result
+    write_atomic(out.with_suffix(".md"), md)
+    print(md, flush=True)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ VARIANTS = ("full", "no_correction")
 METRICS = ("CIDEr", "attr_f1")
 SPLIT = "test"
 BISECT_TOL = 0.005
+PROBE_KEYS = ("i2t_recall@1", "t2i_recall@1", "zero_shot_color", "zero_shot_shape", "modality_gap")
 QUICK = {
     "world": {"n_train_scenes": 600, "n_test_images": 40, "n_val_images": 20, "n_novel_images": 20},
     "demo": {"unpaired_world": {"n_test_images": 60}},
@@ -233,6 +234,16 @@ def seed_mean(report_cfg: Any, per_seed: list[dict[str, dict[str, dict[str, floa
             "intervals": stats["intervals"], "full_minus_no_correction": stats["full_minus"]["no_correction"]}
 
 
+def clip_probe(clip: Any, world: Any) -> dict[str, float]:
+    """What the shift does to the CLIP itself (the model card's probe on the test split): a constant added to
+    every image embedding changes each image's text ranking by <n(c), t>, so retrieval and zero-shot may move."""
+    from tomcap.world.probe import probe_clip
+
+    with torch.no_grad():
+        out = probe_clip(clip.model, clip.tokenizer, world, n_images=min(500, world.n_test_images), split=SPLIT)
+    return {k: out[k] for k in PROBE_KEYS}
+
+
 def make_clips(cfg: Any, data_dir: str, world: Any, unpaired: Any, weights: Path, targets: list[float],
                tol: float, clip_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One CLIP per target: the unmodified file where its gap is within ``tol``, else a shifted copy."""
@@ -267,7 +278,8 @@ def make_clips(cfg: Any, data_dir: str, world: Any, unpaired: Any, weights: Path
     out = []
     for target in targets:
         if abs(g0 - target) <= tol:
-            out.append({"target": target, "s": 0.0, "weights": str(weights), "gap_expected": g0, "shifted": False})
+            out.append({"target": target, "s": 0.0, "weights": str(weights), "gap_expected": g0, "shifted": False,
+                        "clip_probe": clip_probe(clip, cfg.world)})
             continue
         s, c, g = bisect_shift(feats, text, target)
         new = shifted_state(state, c)
@@ -284,7 +296,8 @@ def make_clips(cfg: Any, data_dir: str, world: Any, unpaired: Any, weights: Path
                  target, s, g, g_saved, err)
         out.append({"target": target, "s": s, "weights": str(path), "gap_expected": g_saved, "shifted": True,
                     "shift_norm": float(np.linalg.norm(applied)), "feature_max_abs_error": err,
-                    "fp16_rounding_max_abs": float(np.abs(applied - c).max())})
+                    "fp16_rounding_max_abs": float(np.abs(applied - c).max()),
+                    "clip_probe": clip_probe(moved, cfg.world)})
     return out, check
 
 
@@ -322,11 +335,16 @@ def render_markdown(result: dict[str, Any]) -> str:
             d = sm["full_minus_no_correction"]
             lines.append(f"| {sm['target']:.2f} | {dc} | {_cell(sm, 'full', 'CIDEr')} | "
                          f"{_cell(sm, 'no_correction', 'CIDEr')} | {_fmt(d['CIDEr'])} | {da} | {_fmt(d['attr_f1'])} |")
-    lines += ["", "| target gap | s | ‖c‖ (mean feature norm {:.1f}) | max feature error of the saved CLIP | "
-              "weights sha256 |".format(m["base_check"]["feature_norm_mean"]), "|---" * 5 + "|"]
+    lines += ["", "The CLIPs (probe on the test split: i→t / t→i recall@1, zero-shot colour / shape of one-object "
+              "scenes, gap of test images vs their own captions):", "",
+              "| target gap | s | ‖c‖ (mean feature norm {:.1f}) | max feature error of the saved CLIP | i→t R@1 | "
+              "t→i R@1 | zero-shot colour | zero-shot shape | test-split gap | weights sha256 |".format(
+                  m["base_check"]["feature_norm_mean"]), "|---" * 10 + "|"]
     for row in rows:
         err = f"{row['feature_max_abs_error']:.1e}" if row["shifted"] else "- (unmodified file)"
-        lines.append(f"| {row['target']:.2f} | {row['s']:.4f} | {row.get('shift_norm', 0.0):.2f} | {err} | "
+        pr = row.get("clip_probe") or {}
+        probe = " | ".join(f"{pr[k]:.3f}" if k in pr else "-" for k in PROBE_KEYS)
+        lines.append(f"| {row['target']:.2f} | {row['s']:.4f} | {row.get('shift_norm', 0.0):.2f} | {err} | {probe} | "
                      f"{row['weights_sha256'][:16]} |")
     if not m.get("complete", True):
         done = {r["target"] for r in result["rows"]}

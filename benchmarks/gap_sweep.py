@@ -347,11 +347,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {row['target']:.2f} | {row['s']:.4f} | {row.get('shift_norm', 0.0):.2f} | {err} | {probe} | "
                      f"{row['weights_sha256'][:16]} |")
     if not m.get("complete", True):
-        done = {r["target"] for r in result["rows"]}
-        left = [t for t in m["targets_in_run_order"] if t not in done]
-        lines += ["", f"**Partial sweep**: targets {', '.join(f'{t:.2f}' for t in left)} not measured (yet)."]
-    lines += ["", f"Split `{SPLIT}` ({rows[0]['n_images']} images), configs/demo.yaml as committed with only "
-              f"`clip.pretrained` changed (first table: train.seed {first}){' (--quick sizes)' if m['quick'] else ''}; "
+        done = {(r["target"], r.get("train_seed", 0)) for r in result["rows"]}
+        left = [f"{t:.2f} (seed {sd})" for sd in m.get("train_seeds", [0]) for t in m["targets_in_run_order"]
+                if (t, sd) not in done]
+        lines += ["", f"**Partial sweep**: {', '.join(left)} not measured (yet)."]
+    lines += ["", f"Split `{SPLIT}` ({rows[0]['n_images']} images), config `{m['config']}` with only "
+              f"`clip.pretrained` changed (first table: train.seed {first}){' (--quick sizes)' if m['quick'] else ''}"
+              f"{'; ' + m['note'] if m.get('note') else ''}; "
               f"source weights `{m['weights']}` (sha256 {m['weights_sha256'][:16]}…). ± is half the 95% percentile "
               "bootstrap interval over images; Δ = full − no_correction on the same draws (paired). The gap is the "
               "centroid distance of L2-normalised unpaired-image and corpus-caption embeddings, as the gap stage "
@@ -377,10 +379,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="tiny world and a few training steps (smoke run)")
     ap.add_argument("--train-seeds", type=int, nargs="+", default=[0],
                     help="train.seed values (0 is configs/demo.yaml's); with several, also seed-averaged rows")
+    ap.add_argument("--note", default="", help="a line for the table's footer (kept in the JSON)")
     ap.add_argument("--render", action="store_true", help="only rewrite the .md table from the --out JSON")
     args = ap.parse_args(argv)
     if args.render:
         result = json.loads(args.out.read_text(encoding="utf-8"))
+        if args.note:
+            result["meta"]["note"] = args.note
+            write_atomic(args.out, json.dumps(result, indent=2))
         write_atomic(args.out.with_suffix(".md"), render_markdown(result))
         return result
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -404,25 +410,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     meta = {"weights": str(args.weights), "weights_copy": str(weights), "weights_sha256": sha256(weights),
             "config": str(args.config), "quick": args.quick, "train_seeds": list(args.train_seeds), "split": SPLIT,
             "variants": list(VARIANTS), "tol": args.tol, "targets_in_run_order": args.targets,
-            "shift_key": SHIFT_KEY, "base_check": check}
-    for clip in clips:
-        dd = data_dir_for(root, Path(clip["weights"]))
-        per_seed = []
-        for seed in args.train_seeds:
+            "shift_key": SHIFT_KEY, "base_check": check, "note": args.note}
+    per_seed: dict[float, list] = {c["target"]: [] for c in clips}
+    # seeds outer, CLIPs inner, results written after every run: a sweep stopped early keeps the whole first-seed
+    # table and the later seeds of the CLIPs it reached
+    for n_seed, seed in enumerate(args.train_seeds):
+        for clip in clips:
             t0 = time.time()
+            dd = data_dir_for(root, Path(clip["weights"]))
             res = run_clip(pipeline_config(base, Path(clip["weights"]), seed), dd, world, unpaired)
-            per_seed.append(res.pop("_per_image"))
+            per_seed[clip["target"]].append(res.pop("_per_image"))
             measured = res["gap"]["before"]["centroid_gap"]
             rows.append({**clip, **res, "train_seed": seed, "weights_sha256": sha256(Path(clip["weights"])),
                          "within_tol": abs(measured - clip["target"]) <= args.tol,
                          "seconds": round(time.time() - t0)})
             log.info("gap %.2f (measured %.4f), seed %d: done in %.0f s", clip["target"], measured, seed,
                      time.time() - t0)
-        if len(per_seed) > 1:
-            seeds.append({"target": clip["target"], "train_seeds": list(args.train_seeds),
-                          **seed_mean(base.demo.report, per_seed)})
-        # written after every CLIP (rows sorted by target): a sweep stopped early keeps what it measured
-        write_result(args.out, meta, rows, seeds, t_start, complete=clip is clips[-1])
+            if n_seed > 0:
+                seeds = [x for x in seeds if x["target"] != clip["target"]]
+                seeds.append({"target": clip["target"], "train_seeds": list(args.train_seeds[:n_seed + 1]),
+                              **seed_mean(base.demo.report, per_seed[clip["target"]])})
+            complete = n_seed == len(args.train_seeds) - 1 and clip is clips[-1]
+            write_result(args.out, meta, rows, seeds, t_start, complete=complete)
     return json.loads(args.out.read_text(encoding="utf-8"))
 
 

@@ -27,19 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=["full"])
     args = ap.parse_args(argv)
 
+    from _demo_world import wired_demo
     from tomcap.demo.report import variant_metrics
     from tomcap.demo.splits import split_pipeline_config
     from tomcap.demo.variants import all_variants
-    from tomcap.demo.wiring import demo_pipeline_config
     from tomcap.pipeline import run_until
-    from tomcap.settings import load_pipeline_config
-    from tomcap.world.stage import run_world
 
-    base = load_pipeline_config(args.config)
     dd = str(args.root)
-    world = run_world(base.world, dd)
-    unpaired = run_world(base.demo.unpaired_world, dd)
-    wired = demo_pipeline_config(base, world, unpaired)
+    world, wired = wired_demo(args.config, dd)
     rows = []
     for name in args.variants:
         for steps in args.steps:

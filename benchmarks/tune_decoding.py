@@ -31,19 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
+    from _demo_world import wired_demo
     from tomcap.demo.report import variant_metrics
     from tomcap.demo.splits import split_pipeline_config
     from tomcap.demo.variants import demo_variants
-    from tomcap.demo.wiring import demo_pipeline_config
     from tomcap.pipeline import reusable, run_until
-    from tomcap.settings import load_pipeline_config
-    from tomcap.world.stage import run_world
 
-    base = load_pipeline_config(args.config)
     dd = str(args.root)
-    world = run_world(base.world, dd)
-    unpaired = run_world(base.demo.unpaired_world, dd)
-    cfg = demo_variants(demo_pipeline_config(base, world, unpaired))["full"]
+    world, wired = wired_demo(args.config, dd)
+    cfg = demo_variants(wired)["full"]
     t0 = time.perf_counter()
     refs = run_until(cfg, dd, "train")
     train_s = time.perf_counter() - t0

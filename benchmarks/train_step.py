@@ -9,6 +9,13 @@ compared step by step.
 
     .venv/bin/python benchmarks/train_step.py --demo --steps 40 --threads 1
 
+``--demo --processes 2``: the demo's throughput as ``tomcap demo`` trains its variants (``demo.workers``
+processes side by side, one thread each) against the earlier loop in one process, in alternating
+rounds of the same run: examples/s summed over the processes, from the first process start to the
+last one's end of its timed steps.
+
+    .venv/bin/python benchmarks/train_step.py --demo --processes 2 --steps 40 --rounds 3
+
 Random-init decoders only (nothing is downloaded): ``world`` is the shipped tiny GPT-2's shape,
 ``gpt2`` the default ``GPT2Config()`` (124M, the paper's base size). One step = forward + backward
 + AdamW on a batch of prompts with K retrieved captions.
@@ -156,6 +163,71 @@ def demo_throughput(args: argparse.Namespace) -> dict:
     return out
 
 
+def _arm_worker(arm: str, args: argparse.Namespace, barrier: Any, out: Any) -> None:
+    """One process of a round: build the demo setup, warm up one step, wait for the others, time the steps."""
+    from tomcap.train.loop import backward_in_chunks, fuse_activations, get_lr
+
+    torch.set_num_threads(args.threads)
+    model, cfg, data, retrieval = demo_setup(args.config, args.max_scenes)
+    builder = BatchBuilder(model, cfg, data, retrieval)
+    if arm == "earlier":
+        builder.tokens = None
+    else:
+        fuse_activations(model)
+    opt = make_optimizer(model, cfg)
+    params = list(model.trainable_named_parameters().values())
+    device = torch.device("cpu")
+
+    def step(i: int) -> None:
+        torch.manual_seed(i)
+        for g in opt.param_groups:
+            g["lr"] = get_lr(i, cfg)
+        batch = builder.micro_batch(i)
+        if arm == "earlier":
+            batch_loss(model, batch).backward()
+        else:
+            backward_in_chunks(model, batch, cfg, device)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(0)
+    barrier.wait()
+    t0 = time.perf_counter()
+    for i in range(1, args.steps + 1):
+        step(i)
+    out.put((t0, time.perf_counter(), args.steps * cfg.batch_size))
+
+
+def _round(arm: str, n: int, args: argparse.Namespace) -> float:
+    """Examples/s of ``n`` processes of ``arm`` started together (summed over them)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_arm_worker, args=(arm, args, barrier, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    res = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    start, end = min(r[0] for r in res), max(r[1] for r in res)
+    return sum(r[2] for r in res) / (end - start)
+
+
+def demo_processes(args: argparse.Namespace) -> dict:
+    rounds = []
+    for r in range(args.rounds):
+        earlier = _round("earlier", 1, args)
+        current = _round("current", args.processes, args)
+        rounds.append({"earlier_examples_per_s": round(earlier, 1), "current_examples_per_s": round(current, 1),
+                       "ratio": round(current / earlier, 2)})
+        print(f"round {r}: {rounds[-1]}", flush=True)
+    ratios = [x["ratio"] for x in rounds]
+    return {"processes": args.processes, "threads": args.threads, "steps": args.steps, "rounds": rounds,
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", action="store_true", help="demo-config throughput, earlier vs current loop")
@@ -167,9 +239,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per precision; 0: parameter counts only")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=0,
+                    help="demo: current loop in this many processes at once vs the earlier loop in one")
+    ap.add_argument("--rounds", type=int, default=3, help="demo --processes: alternating rounds")
     ap.add_argument("--cross-reduce", type=int, default=1, help="model.cross_attention_reduce (SmallCap: 4)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.demo and args.processes:
+        res = demo_processes(args)
+        print(f"demo config, {args.processes} processes vs the earlier loop in one: ratio {res['ratio_median']}x "
+              f"(rounds {res['ratio_min']}-{res['ratio_max']})")
+        print(json.dumps(res))
+        return
     if args.demo:
         res = demo_throughput(args)
         print(f"demo config: earlier {res['earlier']} current {res['current']} -> ratio wall {res['ratio_wall']}x, "

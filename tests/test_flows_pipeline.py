@@ -35,6 +35,15 @@ def tiny_config(root: Path) -> PipelineConfig:
     })
 
 
+def trained_under_subflow() -> set[str]:
+    """Names of the flows whose runs hold the train task runs."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_task_runs() if r.name.startswith("train-")]
+        return {client.read_flow(client.read_flow_run(r.flow_run_id).flow_id).name for r in runs}
+
+
 def test_demo_flow_then_fully_cached_rerun(prefect_harness, tmp_path):
     from flows.demo import demo
 
@@ -48,6 +57,8 @@ def test_demo_flow_then_fully_cached_rerun(prefect_harness, tmp_path):
     assert {"CIDEr", "Bleu_4", "CLIPScore", "attr_acc"} <= set(metrics["variants"]["full"])
     assert metrics["gap"]["before"]["centroid_gap"] > metrics["gap"]["after"]["centroid_gap"]
     assert "| full |" in (Path(report.path) / "report.md").read_text()
+    assert metrics["baselines"]["nearest_caption"] != metrics["variants"]["full"]
+    assert trained_under_subflow() == {"tomcap-demo-variants"}
 
     start = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
@@ -81,6 +92,11 @@ def test_decoding_change_and_datastore_swap_rerun_only_generation_and_evaluation
     wired = demo_pipeline_config(cfg, load_ref(store.path_for("world", world.key)),
                                  load_ref(store.path_for("world", unpaired.key)))
     checkpoint = store.path_for("train", store.list("train")[0].key)
+    # Trained in a pool process: the same checkpoint as the library's own run in this process.
+    from tomcap.pipeline import run_until
+
+    here = run_until(wired, tmp_path / "in-process", "train")["train"]
+    assert here.fingerprint == load_ref(checkpoint).fingerprint
     index = store.path_for("index", store.list("index")[0].key)
 
     decode = wired.generate.decode.model_copy(update={"guidance_scale": 3.0})

@@ -115,3 +115,11 @@ def test_light_commands_do_not_import_torch_open_clip_or_prefect():
                           "import tomcap.settings")
     heavy = {m for m in mods if m.split(".")[0] in {"torch", "open_clip", "prefect", "faiss", "transformers"}}
     assert not heavy, sorted(heavy)[:5]
+
+
+def test_pool_workers_get_disjoint_core_shares():
+    from flows.runners import core_share
+
+    assert [core_share(s, 2, [0, 1]) for s in range(3)] == [[0], [1], [0]]
+    assert [core_share(s, 2, [0, 1, 2, 3, 4]) for s in range(2)] == [[0, 1], [2, 3]]
+    assert [core_share(s, 3, [4, 5]) for s in range(3)] == [[4], [5], [4]]

@@ -25,6 +25,8 @@ class DemoConfig(StageConfig):
                                     "(val for tuning; test and novel for the reported table)")
     baselines: tuple[str, ...] = Field(default=("nearest_caption",), description="model-free rows: nearest_caption "
                                        "= the top-1 datastore caption of the image embedding")
+    workers: int = Field(default=2, ge=1, description="processes that train, caption and score the variants "
+                         "side by side (one core each at train.threads: 1)")
     report: DemoReportConfig = DemoReportConfig()
 
     @field_validator("splits")

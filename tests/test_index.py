@@ -118,3 +118,27 @@ def test_wrong_dim_and_bad_key(built, tmp_path, capsys):
     assert main(["index", "--embed", str(embed.dir), "--corpus", str(corpus.dir), "--data-dir", str(data),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["stage"] == "index"
+
+
+def test_two_clips_with_one_text_tower_get_their_own_index(built, tmp_path):
+    """Only the image tower differs: the caption vectors are the same, but each index names its CLIP."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tomcap.clip import load_seeded_clip
+
+    data, corpus, _ = built
+    state = load_seeded_clip("tomcap-test-tiny", None, "cpu", 0).model.state_dict()
+    files = {}
+    for name, delta in (("a", 0.0), ("b", 0.5)):
+        moved = {k: (v + delta if k.startswith("visual.") and v.is_floating_point() else v).contiguous()
+                 for k, v in state.items()}
+        files[name] = tmp_path / f"{name}.safetensors"
+        save_file({k: v.to(torch.float32) for k, v in moved.items()}, str(files[name]))
+    embeds = {n: run_embed(EmbedConfig(model="tomcap-test-tiny", pretrained=str(f), device="cpu"), data, corpus=corpus)
+              for n, f in files.items()}
+    assert embeds["a"].fingerprint == embeds["b"].fingerprint  # the text tower is shared
+    indexes = {n: run_index(IndexConfig(eval_queries=8), data, embed=e, corpus=corpus) for n, e in embeds.items()}
+    assert indexes["a"].key != indexes["b"].key
+    for n in files:
+        assert Datastore.open(indexes[n]).model_fingerprint == EmbeddingSet.open(embeds[n]).model_fingerprint

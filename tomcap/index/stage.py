@@ -37,7 +37,10 @@ NPROBE_RESOLUTION = 8
 
 
 def upstream_fingerprints(config: IndexConfig, embed: ArtifactRef, corpus: ArtifactRef) -> dict[str, str]:
-    return {"embed": embed.fingerprint, "corpus": corpus.fingerprint}
+    # The vectors alone do not name their CLIP: two models with one text tower (only the image tower
+    # changed, as in the gap sweep) embed a corpus identically, and each needs an index whose info names it.
+    return {"embed": embed.fingerprint, "clip": str(embed.manifest().info["model_fingerprint"]),
+            "corpus": corpus.fingerprint}
 
 
 def exact_knn(emb: EmbeddingSet, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -75,13 +75,6 @@ def demo_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="issue 20 target not met: 5 of 10 measured on 2026-12-02 with the shipped phase-4 world CLIP (4 of 10 with "
-           "phase 3): mostly a wrong colour, which the nearest caption names right for 99% of single-object test "
-           "images. Remove this marker when the model reaches it (strict: an unexpected pass fails)")
-
-
 def test_caption_names_colour_and_shape_of_single_objects(demo_checkpoint):
     from tomcap.world.stage import world_artifact_paths
     from tomcap_cli.main import main

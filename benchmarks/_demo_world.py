@@ -2,7 +2,19 @@
 that re-run parts of the demo (tune_decoding, train_steps_curve, demo_seeds)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+def demo_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments every demo-rerunning benchmark takes: --config, --root (data dir, reused between runs), --out."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--config", type=Path, default=DEMO_CONFIG)
+    ap.add_argument("--root", type=Path, required=True, help="data dir (reused between runs)")
+    ap.add_argument("--out", type=Path, required=True)
+    return ap
 
 
 def wired_demo(config: Path, data_dir: str):

@@ -9,22 +9,17 @@ full beats each ablation in every seed.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
+from _demo_world import demo_arguments
 
-REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("full", "no_correction", "no_noise", "no_retrieval")
 METRICS = ("CIDEr", "attr_f1")
 SPLIT = "test"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
-    ap.add_argument("--root", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap = demo_arguments(__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args(argv)
 

@@ -114,38 +114,50 @@ def demo_setup(config: Path, max_scenes: int | None) -> tuple[TomcapAdaptor, Tra
     return build_adaptor(model_cfg, seed=train_cfg.seed), train_cfg, data, ArrayRetrieval(emb, texts)
 
 
+def make_arm(arm: str, model: TomcapAdaptor, cfg: TrainConfig, data: TrainData, retrieval: Any) -> dict[str, Any]:
+    """Model, batch builder and optimizer of one loop: ``earlier`` (the tokenizer path: one call per caption
+    and prompt, every step; GPT-2's Python GELU) or ``current``."""
+    from tomcap.train.loop import fuse_activations
+
+    builder = BatchBuilder(model, cfg, data, retrieval)
+    if arm == "earlier":
+        builder.tokens = None
+    else:
+        fuse_activations(model)
+    return {"arm": arm, "model": model, "builder": builder, "opt": make_optimizer(model, cfg),
+            "params": list(model.trainable_named_parameters().values())}
+
+
+def arm_step(a: dict[str, Any], cfg: TrainConfig, step: int) -> float:
+    """One optimizer step of arm ``a`` as its loop takes it (seeded and scheduled by ``step``); its loss."""
+    from tomcap.train.loop import backward_in_chunks, get_lr
+
+    torch.manual_seed(step)
+    for g in a["opt"].param_groups:
+        g["lr"] = get_lr(step, cfg)
+    batch = a["builder"].micro_batch(step)
+    if a["arm"] == "earlier":
+        loss = batch_loss(a["model"], batch)
+        loss.backward()
+        value = float(loss.detach())
+    else:
+        value = backward_in_chunks(a["model"], batch, cfg, torch.device("cpu"))
+    torch.nn.utils.clip_grad_norm_(a["params"], cfg.grad_clip)
+    a["opt"].step()
+    a["opt"].zero_grad(set_to_none=True)
+    return value
+
+
 def demo_throughput(args: argparse.Namespace) -> dict:
     import copy
 
-    from tomcap.train.loop import backward_in_chunks, fuse_activations, get_lr
-
     model, cfg, data, retrieval = demo_setup(args.config, args.max_scenes)
-    arms = {}
-    for arm in ("earlier", "current"):
-        m = copy.deepcopy(model)
-        builder = BatchBuilder(m, cfg, data, retrieval)
-        if arm == "earlier":
-            builder.tokens = None  # the tokenizer path: one call per caption and prompt, every step
-        else:
-            fuse_activations(m)
-        arms[arm] = {"model": m, "builder": builder, "opt": make_optimizer(m, cfg), "wall": [], "cpu": [], "loss": []}
-    device = torch.device("cpu")
+    arms = {arm: {**make_arm(arm, copy.deepcopy(model), cfg, data, retrieval), "wall": [], "cpu": [], "loss": []}
+            for arm in ("earlier", "current")}
     for step in range(args.steps + 1):  # step 0 warms allocators up and is not timed
-        for arm, a in arms.items():
-            torch.manual_seed(step)
-            for g in a["opt"].param_groups:
-                g["lr"] = get_lr(step, cfg)
+        for a in arms.values():
             t0, c0 = time.perf_counter(), time.process_time()
-            batch = a["builder"].micro_batch(step)
-            if arm == "earlier":
-                loss = batch_loss(a["model"], batch)
-                loss.backward()
-                value = float(loss.detach())
-            else:
-                value = backward_in_chunks(a["model"], batch, cfg, device)
-            torch.nn.utils.clip_grad_norm_(list(a["model"].trainable_named_parameters().values()), cfg.grad_clip)
-            a["opt"].step()
-            a["opt"].zero_grad(set_to_none=True)
+            value = arm_step(a, cfg, step)
             if step:
                 a["wall"].append(time.perf_counter() - t0)
                 a["cpu"].append(time.process_time() - c0)
@@ -165,37 +177,14 @@ def demo_throughput(args: argparse.Namespace) -> dict:
 
 def _arm_worker(arm: str, args: argparse.Namespace, barrier: Any, out: Any) -> None:
     """One process of a round: build the demo setup, warm up one step, wait for the others, time the steps."""
-    from tomcap.train.loop import backward_in_chunks, fuse_activations, get_lr
-
     torch.set_num_threads(args.threads)
     model, cfg, data, retrieval = demo_setup(args.config, args.max_scenes)
-    builder = BatchBuilder(model, cfg, data, retrieval)
-    if arm == "earlier":
-        builder.tokens = None
-    else:
-        fuse_activations(model)
-    opt = make_optimizer(model, cfg)
-    params = list(model.trainable_named_parameters().values())
-    device = torch.device("cpu")
-
-    def step(i: int) -> None:
-        torch.manual_seed(i)
-        for g in opt.param_groups:
-            g["lr"] = get_lr(i, cfg)
-        batch = builder.micro_batch(i)
-        if arm == "earlier":
-            batch_loss(model, batch).backward()
-        else:
-            backward_in_chunks(model, batch, cfg, device)
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step(0)
+    a = make_arm(arm, model, cfg, data, retrieval)
+    arm_step(a, cfg, 0)
     barrier.wait()
     t0 = time.perf_counter()
     for i in range(1, args.steps + 1):
-        step(i)
+        arm_step(a, cfg, i)
     out.put((t0, time.perf_counter(), args.steps * cfg.batch_size))
 
 

@@ -8,21 +8,16 @@ with the committed decoding. Only validation is read.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
+from _demo_world import demo_arguments
 
-REPO = Path(__file__).resolve().parents[1]
 SHOWN = ("CIDEr", "Bleu_4", "color_acc", "shape_acc", "attr_f1", "count_acc")
 SPLIT = "val"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
-    ap.add_argument("--root", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap = demo_arguments(__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, nargs="+", default=[300, 1200])
     ap.add_argument("--variants", nargs="+", default=["full"])
     args = ap.parse_args(argv)

@@ -11,12 +11,10 @@ or novel splits.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
+from _demo_world import demo_arguments
 
-REPO = Path(__file__).resolve().parents[1]
 BEAMS = (1, 3, 5)
 SCALES = (1.0, 1.1, 1.3, 1.6)
 NGRAM_BLOCK = (0, 3)
@@ -25,10 +23,7 @@ SHOWN = ("CIDEr", "Bleu_4", "CLIPScore", "color_acc", "shape_acc", "attr_f1", "c
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
-    ap.add_argument("--root", type=Path, required=True, help="data dir (reused between runs)")
-    ap.add_argument("--out", type=Path, required=True)
+    ap = demo_arguments(__doc__.splitlines()[0])
     args = ap.parse_args(argv)
 
     from _demo_world import wired_demo

@@ -20,10 +20,6 @@ from tomcap.pipeline import Stage, reusable, run_until
 from tomcap.settings import PipelineConfig
 
 
-BY_VARIANT = ("generate", "evaluate")
-"""The stages whose refs a variant's row reports (captions, metrics)."""
-
-
 def submit_task(stage: Stage, config: PipelineConfig, data_dir: str, inputs: dict[str, Any],
                 force: bool) -> PrefectFuture:
     """A ``run_until`` call that submits the stage's task (its inputs may be futures) and returns its future."""
@@ -38,28 +34,31 @@ def run_variants(base: PipelineConfig, variants: dict[str, PipelineConfig], worl
     Stages two variants compute identically are submitted once. Run it with
     ``.with_options(task_runner=process_runner(n))``."""
     refs: dict[str, Any] = dict(shared)
-    runs: dict[str, dict[str, Any]] = {}
+    runs: list[dict[str, Any]] = []
+    rows: dict[str, tuple[Any, Any]] = {}  # split/row -> (evaluation, captions), futures or given refs
     # Trainings first: the pool takes ready tasks in submission order, and they are the long ones.
     trained = {}
     for name, variant in variants.items():
         trained[name] = run_until(variant, data_dir, "train", reusable(base, refs, variant), call=submit_task)
         refs.update(reusable(variant, trained[name], base))
+        runs.append(trained[name])
     for name, variant in variants.items():
         for split in splits:
             scfg = split_pipeline_config(variant, world, split)
             given = {**reusable(base, refs, scfg), **reusable(variant, trained[name], scfg)}
-            runs[f"{split}/{name}"] = run_until(scfg, data_dir, "evaluate", given, call=submit_task)
-            refs.update(reusable(scfg, runs[f"{split}/{name}"], base))
+            run = run_until(scfg, data_dir, "evaluate", given, call=submit_task)
+            refs.update(reusable(scfg, run, base))
+            runs.append(run)
+            rows[f"{split}/{name}"] = (run["evaluate"], run["generate"])
     for split in splits if baselines else ():
         scfg = split_pipeline_config(base, world, split)
-        runs[f"{split}/nearest_caption"] = run_until(scfg, data_dir, "evaluate_nearest", reusable(base, refs, scfg),
-                                                     call=submit_task)
-    _publish([*trained.values(), *runs.values()])
-    evaluations, generations = {}, {}
-    for key, run in runs.items():
-        # A baseline's run also holds the refs it was given (a variant's generate and evaluate among them).
-        gen, ev = ("nearest_caption", "evaluate_nearest") if key.endswith("/nearest_caption") else BY_VARIANT
-        evaluations[key], generations[key] = _value(run[ev]), _value(run[gen])
+        # This run also holds the refs it was given (a variant's generate and evaluate among them).
+        run = run_until(scfg, data_dir, "evaluate_nearest", reusable(base, refs, scfg), call=submit_task)
+        runs.append(run)
+        rows[f"{split}/nearest_caption"] = (run["evaluate_nearest"], run["nearest_caption"])
+    _publish(runs)
+    evaluations = {key: _value(ev) for key, (ev, _) in rows.items()}
+    generations = {key: _value(gen) for key, (_, gen) in rows.items()}
     return evaluations, generations
 
 

@@ -56,9 +56,7 @@ def test_lm_guidance_needs_and_uses_the_base_lm(setup):
     assert len(caption_batch(model, img, texts, ret, cfg, base_lm=base)) == 3
 
 
-def test_sampling_reranks_with_clip(setup):
-    model, _, img, ret, texts = setup
-    cfg = DecodeConfig(strategy="sample", num_samples=4, max_new_tokens=6, seed=3)
+def _random_text_encoder():
     rng = np.random.default_rng(1)
     table: dict[str, np.ndarray] = {}
 
@@ -68,7 +66,32 @@ def test_sampling_reranks_with_clip(setup):
         out = np.stack([table[c] for c in captions])
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
+    return encode
+
+
+def test_sampling_reranks_with_clip(setup):
+    model, _, img, ret, texts = setup
+    cfg = DecodeConfig(strategy="sample", num_samples=4, max_new_tokens=6, seed=3)
+    encode = _random_text_encoder()
     caps = caption_batch(model, img, texts, ret, cfg, text_encoder=encode, likelihood_weight=0.0)
     for b, cap in enumerate(caps):
         sims = [float(encode([c])[0] @ img[b]) for c in cap.candidates]
         assert len(cap.candidates) == 4 and cap.text == cap.candidates[int(np.argmax(sims))]
+
+
+def test_beam_search_reranks_its_finished_beams_with_clip(setup):
+    model, _, img, ret, texts = setup
+    cfg = DecodeConfig(strategy="beam", beam_size=4, max_new_tokens=6, no_repeat_ngram_size=0)
+    plain = caption_batch(model, img, texts, ret, cfg)
+    ranked_cfg = cfg.model_copy(update={"clip_rerank": True})
+    with pytest.raises(ValueError, match="CLIP text encoder"):
+        caption_batch(model, img, texts, ret, ranked_cfg)
+    encode = _random_text_encoder()
+    caps = caption_batch(model, img, texts, ret, ranked_cfg, text_encoder=encode, likelihood_weight=0.0)
+    for b, (cap, p) in enumerate(zip(caps, plain)):
+        assert len(cap.candidates) > 1 and cap.candidates[0] == p.text
+        sims = [float(encode([c])[0] @ img[b]) for c in cap.candidates]
+        assert cap.text == cap.candidates[int(np.argmax(sims))]
+    # a huge likelihood weight gives back beam search's own choice
+    same = caption_batch(model, img, texts, ret, ranked_cfg, text_encoder=encode, likelihood_weight=1e6)
+    assert [c.text for c in same] == [c.text for c in plain]

@@ -96,7 +96,7 @@ def test_beam_one_equals_greedy(models):
     cfg = DecodeConfig(beam_size=1, max_new_tokens=10, guidance_scale=2.0, no_repeat_ngram_size=3)
     beam = beam_decode(models, streams, cfg, EOS, PAD)
     greedy = greedy_decode(models, streams, cfg.model_copy(update={"strategy": "greedy"}), EOS, PAD)
-    assert [h.tokens for h in beam] == [h.tokens for h in greedy]
+    assert [h[0].tokens for h in beam] == [h.tokens for h in greedy]
 
 
 def test_batch_composition_does_not_change_results(models):
@@ -105,7 +105,7 @@ def test_batch_composition_does_not_change_results(models):
     together = beam_decode(models, streams, cfg, EOS, PAD)
     for i in range(4):
         alone = beam_decode(models, {r: [rows[i]] for r, rows in streams.items()}, cfg, EOS, PAD)
-        assert alone[0].tokens == together[i].tokens
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in together[i]]
 
 
 def test_beam_finds_at_least_greedy_score(models):
@@ -114,7 +114,27 @@ def test_beam_finds_at_least_greedy_score(models):
     beam = beam_decode(models, streams, cfg, EOS, PAD)
     greedy = greedy_decode(models, streams, cfg, EOS, PAD)
     for b, g in zip(beam, greedy):
-        assert b.score >= g.score - 1e-5
+        assert b[0].score >= g.score - 1e-5
+
+
+def test_beam_returns_every_finished_hypothesis_best_first_for_reranking(models):
+    streams = _streams(4, seed=6)
+    cfg = DecodeConfig(beam_size=4, max_new_tokens=6, length_penalty=1.0)
+    beams = beam_decode(models, streams, cfg, EOS, PAD)
+    plain = decode(models, streams, cfg, EOS, PAD)
+    ranked = decode(models, streams, cfg.model_copy(update={"clip_rerank": True}), EOS, PAD)
+    assert [len(c) for c in plain] == [1, 1, 1, 1]
+    assert all(len(c) > 1 for c in ranked), "reranking needs the other finished beams as candidates"
+    for p, r in zip(plain, ranked):
+        assert p[0].tokens == r[0].tokens  # the best normalised score is still first
+        norm = [h.score / (len(h.tokens) + 1) for h in r]
+        assert norm == sorted(norm, reverse=True)
+    assert [[h.tokens for h in c] for c in beams] == [[h.tokens for h in c] for c in ranked]
+
+
+def test_clip_rerank_with_greedy_is_a_config_error():
+    with pytest.raises(ValueError, match="clip_rerank needs several candidates"):
+        DecodeConfig(strategy="greedy", clip_rerank=True)
 
 
 def test_sampling_is_seeded(models):

@@ -58,8 +58,8 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
                   text_encoder: TextEncoder | None = None, likelihood_weight: float = 0.0) -> list[Caption]:
     """Captions for B images (image_emb (B, D) L2-normalised CLIP image embeddings).
 
-    With ``strategy: sample``, the ``num_samples`` candidates of each image are reranked by CLIP
-    similarity to the image (+ ``likelihood_weight`` × mean log-score), which needs ``text_encoder``."""
+    With ``strategy: sample`` (or beam search with ``clip_rerank``), each image's candidates are reranked by
+    CLIP similarity to the image (+ ``likelihood_weight`` × mean log-score), which needs ``text_encoder``."""
     guidance = cfg.guidance()
     if LM in guidance.roles and base_lm is None:
         raise ValueError("LM guidance (lm_alpha set) needs the base language model")
@@ -76,14 +76,18 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
     with torch.inference_mode():
         cands: list[list[Hypothesis]] = decode(models, streams, cfg, model.eos_id, model.pad_id)
     texts = [[model.decode(h.tokens) for h in c] for c in cands]
-    if cfg.strategy != "sample":
+    if not cfg.reranks:
         return [Caption(t[0], c[0].score, t) for t, c in zip(texts, cands)]
     if text_encoder is None:
-        raise ValueError("sampling with reranking needs a CLIP text encoder")
-    n = cfg.num_samples
-    cand_emb = text_encoder([t for ts in texts for t in ts]).reshape(len(texts), n, -1)
-    loglik = np.array([[h.score for h in c] for c in cands])
-    lengths = np.array([[len(h.tokens) + 1 for h in c] for c in cands])
-    scores = rerank_scores(np.asarray(image_emb, dtype=np.float32), cand_emb, loglik, lengths, likelihood_weight)
-    best = pick_best(scores)
-    return [Caption(texts[b][best[b]], float(scores[b, best[b]]), texts[b]) for b in range(len(texts))]
+        raise ValueError("reranking candidates needs a CLIP text encoder")
+    # Beam search finishes a varying number of hypotheses per image: encode them flat, score per image.
+    flat = text_encoder([t for ts in texts for t in ts])
+    image = np.asarray(image_emb, dtype=np.float32)
+    out, start = [], 0
+    for b, (ts, hs) in enumerate(zip(texts, cands)):
+        emb, start = flat[start:start + len(ts)], start + len(ts)
+        scores = rerank_scores(image[b:b + 1], emb[None], np.array([[h.score for h in hs]]),
+                               np.array([[len(h.tokens) + 1 for h in hs]]), likelihood_weight)[0]
+        best = int(pick_best(scores[None])[0])
+        out.append(Caption(ts[best], float(scores[best]), ts))
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import StageConfig
 
@@ -27,7 +27,20 @@ class DecodeConfig(StageConfig):
     lm_alpha: float | None = Field(default=None, description="LM guidance weight of log p(x|y); null disables")
     lm_beta: float = Field(default=0.0, ge=0, description="LM guidance weight of log p(x|null)")
     batched_guidance: bool = Field(default=True, description="cond and uncond streams in one forward pass")
+    clip_rerank: bool = Field(default=False, description="beam: rerank the finished beams by CLIP similarity to the "
+                              "image (+ likelihood_weight x mean log-score), as sampling always does")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _rerank_needs_candidates(self) -> DecodeConfig:
+        if self.clip_rerank and self.strategy == "greedy":
+            raise ValueError("clip_rerank needs several candidates: use strategy 'beam' or 'sample'")
+        return self
+
+    @property
+    def reranks(self) -> bool:
+        """Whether candidates are reranked by CLIP (sampling always; beam search with ``clip_rerank``)."""
+        return self.strategy == "sample" or (self.strategy == "beam" and self.clip_rerank)
 
     def guidance(self) -> Guidance:
         from .guidance import Guidance  # torch: only when decoding, not when a config is read

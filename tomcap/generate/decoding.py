@@ -105,8 +105,8 @@ def _normalised(score: float, length: int, penalty: float) -> float:
     return score / max(length, 1) ** penalty
 
 
-def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[Hypothesis]:
-    """Beam search with length penalty; returns the best finished hypothesis of each image."""
+def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[list[Hypothesis]]:
+    """Beam search with length penalty; every image's finished hypotheses, best (length-normalised) first."""
     w = cfg.beam_size
     device = next(next(iter(models.values())).parameters()).device
     n_images = len(streams[next(iter(streams))])
@@ -168,14 +168,18 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
         seqs, beam_scores = new_seqs, new_scores
         scorer.reorder(torch.tensor(origin, device=device))
         scores = scorer.step(torch.tensor(tokens, device=device))
-    return [max(f, key=lambda h: _normalised(h.score, len(h.tokens) + 1, cfg.length_penalty)) for f in finished]
+    # A stable sort: ties keep the order in which the hypotheses finished.
+    return [sorted(f, key=lambda h: _normalised(h.score, len(h.tokens) + 1, cfg.length_penalty), reverse=True)
+            for f in finished]
 
 
 def decode(models: dict[str, nn.Module], streams: dict[str, list[Stream]], cfg: DecodeConfig, eos_id: int,
            pad_id: int) -> list[list[Hypothesis]]:
-    """Candidates per image: one for greedy/beam, ``num_samples`` for sampling."""
+    """Candidates per image: one for greedy and beam, ``num_samples`` for sampling, every finished beam for
+    beam search with ``clip_rerank`` (best first)."""
     if cfg.strategy == "greedy":
         return [[h] for h in greedy_decode(models, streams, cfg, eos_id, pad_id)]
     if cfg.strategy == "beam":
-        return [[h] for h in beam_decode(models, streams, cfg, eos_id, pad_id)]
+        beams = beam_decode(models, streams, cfg, eos_id, pad_id)
+        return beams if cfg.clip_rerank else [f[:1] for f in beams]
     return sample_decode(models, streams, cfg, eos_id, pad_id)

@@ -3,7 +3,7 @@
 What the adaptor learned decides how it is prompted: ``k`` and whether retrieved captions go into the
 prompt and the cross-attention come from the checkpoint's training config (``GenerateConfig.k``
 overrides ``k``). The base GPT-2 is loaded for LM guidance, and the CLIP text encoder of the
-checkpoint's CLIP for sampling + reranking (MacCap), only when the decoding config asks for them.
+checkpoint's CLIP for reranking candidates (MacCap), only when the decoding config asks for them.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class CaptionSession:
         base_lm = None
         if LM in config.decode.guidance().roles:
             base_lm = load_decoder(model.config.decoder_source).to(next(model.parameters()).device).eval()
-        encoder = clip_text_encoder(clip_config) if config.decode.strategy == "sample" else None
+        encoder = clip_text_encoder(clip_config) if config.decode.reranks else None
         return cls(config, model, store, k, k > 0 and bool(trained.get("retrieval_prompt", True)),
                    k > 0 and bool(trained.get("retrieval_cross", True)), base_lm, encoder)
 

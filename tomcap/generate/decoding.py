@@ -115,6 +115,10 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
     scorer = GuidedScorer(models, streams, cfg.guidance(), pad_id, batched=cfg.batched_guidance)
     first = scorer.start()
     scorer.reorder(torch.arange(n_images, device=device).repeat_interleave(w))
+    # Rows are image-major over the images still searching (``active``): an image whose search has ended
+    # leaves the batch, since its dead beams would still be run and their caches copied every step
+    # (at beam 16 the cache copies were most of the decoding time).
+    active = list(range(n_images))
     seqs: list[list[int]] = [[] for _ in range(n_images * w)]
     # Only the first beam of each image is live at the start, so the first step does not pick duplicates.
     beam_scores = torch.full((n_images, w), NEG_INF)
@@ -125,46 +129,48 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
     for step in range(cfg.max_new_tokens):
         scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size).cpu()
         vocab = scores.shape[-1]
-        cand = (beam_scores.reshape(-1, 1) + scores).reshape(n_images, w * vocab)
+        cand = (beam_scores.reshape(-1, 1) + scores).reshape(len(active), w * vocab)
         top_scores, top_idx = cand.topk(2 * w, dim=-1)
-        new_seqs, new_scores, origin, tokens = [], torch.full((n_images, w), NEG_INF), [], []
+        new_seqs, new_scores, origin, tokens = [], torch.full((len(active), w), NEG_INF), [], []
         last = step == cfg.max_new_tokens - 1
-        for b in range(n_images):
+        for a, b in enumerate(active):
             live = 0
-            for rank, (s, idx) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist())):
+            for rank, (s, idx) in enumerate(zip(top_scores[a].tolist(), top_idx[a].tolist())):
                 beam, tok = divmod(idx, vocab)
-                row = b * w + beam
+                row = a * w + beam
                 if s == NEG_INF:
                     break
                 if tok == eos_id:
                     # As in HF: an EOS only ends a hypothesis when it ranks among the top w candidates.
-                    if rank < w and not done[b] and len(finished[b]) < w:
+                    if rank < w and len(finished[b]) < w:
                         finished[b].append(Hypothesis(seqs[row], s))
                     continue
                 if live < w:
                     new_seqs.append(seqs[row] + [tok])
-                    new_scores[b, live] = s
+                    new_scores[a, live] = s
                     origin.append(row)
                     tokens.append(tok)
                     live += 1
-            while live < w:  # pad with dead beams so the batch keeps its shape
-                new_seqs.append(seqs[b * w])
-                origin.append(b * w)
+            while live < w:  # pad with dead beams so every image keeps w rows
+                new_seqs.append(seqs[a * w])
+                origin.append(a * w)
                 tokens.append(eos_id)
                 live += 1
-            if len(finished[b]) >= w:
-                done[b] = True
-            if done[b]:
-                new_scores[b] = NEG_INF
+            done[b] = len(finished[b]) >= w
         if last:
-            for b in range(n_images):
+            for a, b in enumerate(active):
                 if not done[b]:
                     for j in range(w):
-                        if new_scores[b, j] > NEG_INF:
-                            finished[b].append(Hypothesis(new_seqs[b * w + j], float(new_scores[b, j])))
+                        if new_scores[a, j] > NEG_INF:
+                            finished[b].append(Hypothesis(new_seqs[a * w + j], float(new_scores[a, j])))
             break
-        if all(done):
+        keep = [a for a, b in enumerate(active) if not done[b]]
+        if not keep:
             break
+        if len(keep) < len(active):
+            rows = [a * w + j for a in keep for j in range(w)]
+            new_seqs, origin, tokens = [new_seqs[r] for r in rows], [origin[r] for r in rows], [tokens[r] for r in rows]
+            new_scores, active = new_scores[keep], [active[a] for a in keep]
         seqs, beam_scores = new_seqs, new_scores
         scorer.reorder(torch.tensor(origin, device=device))
         scores = scorer.step(torch.tensor(tokens, device=device))

@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     refs = run_until(cfg, dd, "train")
     train_s = time.perf_counter() - t0
     rows = []
+    no_meteor = cfg.evaluate.model_copy(update={"meteor": False})
+
+    def shown(metrics: dict) -> dict:
+        return {k: round(metrics[k], 4) for k in SHOWN if k in metrics}
 
     def score(beam: int, scale: float, block: int, rerank: float | None = None,
               temperature: float | None = None) -> dict:
@@ -64,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         "clip_rerank": rerank is not None and not sample, **sample})
         generate = cfg.generate.model_copy(update={"decode": decode, **({} if rerank is None else
                                                                         {"likelihood_weight": rerank})})
-        variant = cfg.model_copy(update={"generate": generate,
-                                         "evaluate": cfg.evaluate.model_copy(update={"meteor": False})})
+        variant = cfg.model_copy(update={"generate": generate, "evaluate": no_meteor})
         scfg = split_pipeline_config(variant, world, SPLIT)
         t = time.perf_counter()
         done = run_until(scfg, dd, "evaluate", reusable(cfg, refs, scfg))
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                "sample_temperature": temperature, "seconds": round(time.perf_counter() - t, 1),
                # the generation's own time, from its manifest: also right when this run found it cached
                "generate_s": done["generate"].manifest().info["seconds"],
-               **{k: round(metrics[k], 4) for k in SHOWN if k in metrics}}
+               **shown(metrics)}
         print(json.dumps(row), flush=True)
         rows.append(row)
         return row
@@ -98,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             if block != best["no_repeat_ngram_size"]:
                 score(best["beam_size"], best["guidance_scale"], block)
         best = max(rows, key=key)
-    scfg = split_pipeline_config(cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"meteor": False})}),
-                                 world, SPLIT)
+    scfg = split_pipeline_config(cfg.model_copy(update={"evaluate": no_meteor}), world, SPLIT)
     done = run_until(scfg, dd, "evaluate_nearest", reusable(cfg, refs, scfg))
     metrics, _ = variant_metrics(world, done["evaluate_nearest"], done["nearest_caption"], SPLIT)
-    nearest = {k: round(metrics[k], 4) for k in SHOWN if k in metrics}
+    nearest = shown(metrics)
     print(json.dumps({"nearest_caption": nearest}), flush=True)
     setting = (best["beam_size"], best["guidance_scale"], best["no_repeat_ngram_size"])
     for weight in RERANK_WEIGHTS:

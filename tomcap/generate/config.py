@@ -40,7 +40,7 @@ class DecodeConfig(StageConfig):
     @property
     def reranks(self) -> bool:
         """Whether candidates are reranked by CLIP (sampling always; beam search with ``clip_rerank``)."""
-        return self.strategy == "sample" or (self.strategy == "beam" and self.clip_rerank)
+        return self.strategy == "sample" or self.clip_rerank  # greedy + clip_rerank is refused above
 
     def guidance(self) -> Guidance:
         from .guidance import Guidance  # torch: only when decoding, not when a config is read

@@ -124,7 +124,6 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
     beam_scores = torch.full((n_images, w), NEG_INF)
     beam_scores[:, 0] = 0.0
     finished: list[list[Hypothesis]] = [[] for _ in range(n_images)]
-    done = [False] * n_images
     scores = first.repeat_interleave(w, dim=0)
     for step in range(cfg.max_new_tokens):
         scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size).cpu()
@@ -156,15 +155,15 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
                 origin.append(a * w)
                 tokens.append(eos_id)
                 live += 1
-            done[b] = len(finished[b]) >= w
+        # An image's search ends when it has w finished hypotheses.
+        keep = [a for a, b in enumerate(active) if len(finished[b]) < w]
         if last:
-            for a, b in enumerate(active):
-                if not done[b]:
-                    for j in range(w):
-                        if new_scores[a, j] > NEG_INF:
-                            finished[b].append(Hypothesis(new_seqs[a * w + j], float(new_scores[a, j])))
+            for a in keep:
+                b = active[a]
+                for j in range(w):
+                    if new_scores[a, j] > NEG_INF:
+                        finished[b].append(Hypothesis(new_seqs[a * w + j], float(new_scores[a, j])))
             break
-        keep = [a for a, b in enumerate(active) if not done[b]]
         if not keep:
             break
         if len(keep) < len(active):

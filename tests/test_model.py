@@ -97,6 +97,31 @@ def test_condition_states_and_null_path(cfg):
         model.project(torch.randn(1, 2, CLIP_DIM + 1))
 
 
+def test_condition_tokens_map_each_embedding_to_a_sequence(cfg, tmp_path):
+    """``condition_tokens`` m: m states per embedding, the query's first; a dropped row keeps only the null state
+    (what the unconditional stream of guided decoding sees), and the checkpoint rebuilds the same mapping."""
+    m = 3
+    model = build_adaptor(cfg.model_copy(update={"condition_tokens": m})).eval()
+    emb = torch.randn(2, 1 + cfg.k, CLIP_DIM)
+    states = model.project(emb)
+    assert states.shape == (2, (1 + cfg.k) * m, model.d_model)
+    flat = model.proj(emb).reshape(2, 1 + cfg.k, m, model.d_model)
+    assert torch.allclose(states[:, :m], flat[:, 0] + model.role[0], atol=1e-6)
+    assert torch.allclose(states[:, m:2 * m], flat[:, 1] + model.role[1], atol=1e-6)
+    assert len({tuple(s.round(decimals=4).tolist()) for s in states[0, :m]}) == m  # m different states, not copies
+    dropped, mask = model.condition_states(emb, keep=torch.tensor([True, False]))
+    assert mask.tolist() == [[1] * (1 + cfg.k) * m, [1] + [0] * ((1 + cfg.k) * m - 1)]
+    ids = torch.tensor([model.prompt_ids(None)])
+    with torch.no_grad():
+        a = model(ids, encoder_hidden_states=dropped[1:], encoder_attention_mask=mask[1:]).logits
+        b = model(ids, condition=None).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    save_checkpoint(tmp_path / "ck", model, step=0)
+    loaded = load_adaptor(tmp_path / "ck").eval()
+    assert loaded.config.condition_tokens == m
+    assert torch.allclose(loaded.project(emb), states, atol=1e-6)
+
+
 def test_incremental_forward_matches_full(cfg):
     """The call tomcap.generate.streams makes: prompt, then one token with the KV cache."""
     model = build_adaptor(cfg).eval()

@@ -160,7 +160,7 @@ class TomcapAdaptor(nn.Module):
             # inject_adapter_in_model leaves LoRA trainable; cross-attention is trained in full.
             p.requires_grad_("lora_" in name or any(c in name for c in _CROSS_PATTERNS))
         d_model = self.d_model
-        self.proj = nn.Linear(config.clip_dim, d_model)
+        self.proj = nn.Linear(config.clip_dim, d_model * config.condition_tokens)
         self.role = nn.Parameter(torch.randn(2, d_model) * PROJ_INIT_STD)
         self.null = nn.Parameter(torch.randn(1, d_model) * PROJ_INIT_STD)
         self.train()  # from_pretrained returns eval mode; keep every submodule's mode consistent
@@ -237,18 +237,23 @@ class TomcapAdaptor(nn.Module):
 
     # -- conditions ------------------------------------------------------------------------------
     def project(self, embeddings: Tensor) -> Tensor:
-        """CLIP embeddings (B, 1+K, D_clip) -> condition states (B, 1+K, d_model).
+        """CLIP embeddings (B, 1+K, D_clip) -> condition states (B, (1+K) * m, d_model), m = ``condition_tokens``.
 
-        Slot 0 is the query (text embedding in training, image embedding at inference), slots 1..K
-        the retrieved caption embeddings; a learned role vector tells them apart."""
+        Slot 0 (states 0..m-1) is the query (text embedding in training, image embedding at inference),
+        the rest the retrieved caption embeddings; a learned role vector tells them apart. With one state
+        per embedding a cross-attention head can only weigh the query against the retrieved captions, the
+        same mix at every position; m > 1 states let heads pick different parts per position."""
         if embeddings.shape[-1] != self.config.clip_dim:
             raise ConfigError(f"condition embeddings have dim {embeddings.shape[-1]}, the adaptor expects "
                               f"{self.config.clip_dim}",
                               fix="use embeddings of the CLIP model the adaptor was trained with")
         x = self.proj(embeddings.to(self.proj.weight.dtype))
+        m = self.config.condition_tokens
+        if m > 1:
+            x = x.reshape(x.shape[0], x.shape[1] * m, -1)
         # Slice-and-add rather than ``self.role[index]``: index backward scatter-adds, whose
         # summation order is not fixed across runs, and resume must be bit-reproducible.
-        return torch.cat([x[:, :1] + self.role[ROLE_QUERY], x[:, 1:] + self.role[ROLE_RETRIEVED]], dim=1)
+        return torch.cat([x[:, :m] + self.role[ROLE_QUERY], x[:, m:] + self.role[ROLE_RETRIEVED]], dim=1)
 
     def null_states(self) -> Tensor:
         """The learned null condition (1, d_model): cross-attention input of unconditional streams."""
@@ -257,7 +262,8 @@ class TomcapAdaptor(nn.Module):
     def condition_states(self, embeddings: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Batch states and mask for training: (B, S, D_clip), keep (B,) bool -> ((B, S, d), (B, S) long).
 
-        Rows with ``keep=False`` get the null condition in slot 0 and the other slots masked out."""
+        Rows with ``keep=False`` get the null condition in state 0 and every other state masked out (what the
+        unconditional stream of guided decoding sees: the null state alone)."""
         states = self.project(embeddings)
         mask = torch.ones(states.shape[:2], dtype=torch.long, device=states.device)
         if keep is not None and not bool(keep.all()):

@@ -26,6 +26,9 @@ class AdaptorConfig(StageConfig):
     k: int = Field(default=4, ge=0, description="retrieved captions per example (prompt and cross-attention)")
     cross_attention_reduce: int = Field(default=4, ge=1, description="cross-attention width = d_model / this "
                                         "(SmallCap's 4: gpt2 at 5.9% trainable; 1 = full width, 18.9%)")
+    condition_tokens: int = Field(default=1, ge=1, le=64,
+                                  description="cross-attention states per CLIP embedding (ClipCap-style mapping "
+                                  "to a short sequence); 1 = one linear projection per embedding")
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -57,4 +60,6 @@ class AdaptorConfig(StageConfig):
         # The folder's location must not change cache keys; its content enters through upstream fingerprints.
         d = self.model_dump(mode="json")
         d["gpt2_dir"] = None if self.gpt2_dir is None else "<local>"
+        if d["condition_tokens"] == 1:  # what every adaptor was before the field: its trained artifacts stay cached
+            del d["condition_tokens"]
         return d

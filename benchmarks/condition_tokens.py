@@ -25,22 +25,17 @@ SHOWN = ("CIDEr", "Bleu_4", "color_acc", "shape_acc", "attr_f1", "count_acc")
 
 def single_object_rates(results: list[dict], retrieved: list[dict], scenes_file) -> tuple[int, float, float]:
     """(single-object scenes, share the caption names right, share the nearest caption names right)."""
-    from tomcap.world.captions import parse_caption
+    from tomcap.demo.attributes import load_scene_truth, names_exactly
 
-    truth = {r["image_id"]: r for r in map(json.loads, scenes_file.read_text(encoding="utf-8").splitlines())}
-
-    def right(text: str, obj: dict) -> bool:
-        parsed = parse_caption(text)
-        return parsed.colors == {obj["color"]} and parsed.shapes == {obj["shape"]}
-
+    truth = load_scene_truth(scenes_file)
     ok = near = n = 0
     for res, ret in zip(results, retrieved):
-        objects = truth[res["image_id"]]["objects"]
+        objects = truth[int(res["image_id"])]["objects"]
         if len(objects) != 1:
             continue
         n += 1
-        ok += right(res["caption"], objects[0])
-        near += bool(ret["retrieved"]) and right(ret["retrieved"][0], objects[0])
+        ok += names_exactly(res["caption"], *objects[0])
+        near += bool(ret["retrieved"]) and names_exactly(ret["retrieved"][0], *objects[0])
     return n, ok / max(1, n), near / max(1, n)
 
 

@@ -22,7 +22,8 @@ import pytest
 
 from tomcap.constants import DEMO_CONFIG_FILE
 from tomcap.settings import load_pipeline_config
-from tomcap.world.captions import parse_caption, scene_captions
+from tomcap.demo.attributes import names_exactly
+from tomcap.world.captions import scene_captions
 from tomcap.world.export import scene_record
 from tomcap.world.splits import TEST_STREAM, split_scenes
 
@@ -38,8 +39,7 @@ def first_single_objects(records: list[dict], n: int = N_IMAGES) -> list[dict]:
 
 def names_object(caption: str, obj: dict) -> bool:
     """The caption names the object's colour and shape and no other colour or shape."""
-    parsed = parse_caption(caption)
-    return parsed.colors == {obj["color"]} and parsed.shapes == {obj["shape"]}
+    return names_exactly(caption, obj["color"], obj["shape"])
 
 
 def test_the_check_accepts_every_reference_and_refuses_a_wrong_colour():

@@ -55,6 +55,12 @@ def load_scene_truth(scenes_file: Path) -> dict[int, dict[str, set[str]]]:
     return truth
 
 
+def names_exactly(caption: str, color: str, shape: str) -> bool:
+    """The caption names this colour and this shape and no other (synonyms count): the single-object check."""
+    parsed = parse_caption(caption)
+    return parsed.colors == {color} and parsed.shapes == {shape}
+
+
 def caption_scores(caption: str, truth: dict) -> dict[str, float]:
     """Every score of :data:`SCORES` for one caption against one scene's truth."""
     parsed = parse_caption(caption)

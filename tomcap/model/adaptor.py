@@ -249,8 +249,7 @@ class TomcapAdaptor(nn.Module):
                               fix="use embeddings of the CLIP model the adaptor was trained with")
         x = self.proj(embeddings.to(self.proj.weight.dtype))
         m = self.config.condition_tokens
-        if m > 1:
-            x = x.reshape(x.shape[0], x.shape[1] * m, -1)
+        x = x.reshape(x.shape[0], x.shape[1] * m, -1)
         # Slice-and-add rather than ``self.role[index]``: index backward scatter-adds, whose
         # summation order is not fixed across runs, and resume must be bit-reproducible.
         return torch.cat([x[:, :m] + self.role[ROLE_QUERY], x[:, m:] + self.role[ROLE_RETRIEVED]], dim=1)
@@ -260,7 +259,7 @@ class TomcapAdaptor(nn.Module):
         return self.null
 
     def condition_states(self, embeddings: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Batch states and mask for training: (B, S, D_clip), keep (B,) bool -> ((B, S, d), (B, S) long).
+        """Batch states and mask for training: (B, S, D_clip), keep (B,) bool -> ((B, S*m, d), (B, S*m) long).
 
         Rows with ``keep=False`` get the null condition in state 0 and every other state masked out (what the
         unconditional stream of guided decoding sees: the null state alone)."""

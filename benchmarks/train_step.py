@@ -2,10 +2,10 @@
 
 ``--demo``: examples/s of the demo config (shipped world GPT-2, k=1, batch 64, the world corpus of
 configs/demo.yaml) for the earlier loop (tokeniser call per example and step, whole-batch padding,
-GPT-2's Python ``gelu_new``) and the current one (captions tokenised once, retrieved captions
-cached, length-sorted sub-batches, fused GELU), interleaved step by step in one process from the
-same initial weights on the same batches, so machine load hits both alike; their loss curves are
-compared step by step.
+GPT-2's Python ``gelu_new``, a KV cache filled in every training forward) and the current one
+(captions tokenised once, retrieved captions cached, length-sorted sub-batches, fused GELU, no cache),
+interleaved step by step in one process from the same initial weights on the same batches, so machine
+load hits both alike; their loss curves are compared step by step.
 
     .venv/bin/python benchmarks/train_step.py --demo --steps 40 --threads 1
 
@@ -128,6 +128,19 @@ def make_arm(arm: str, model: TomcapAdaptor, cfg: TrainConfig, data: TrainData, 
             "params": list(model.trainable_named_parameters().values())}
 
 
+def earlier_loss(model: TomcapAdaptor, batch: Any) -> torch.Tensor:
+    """``batch_loss`` as the earlier loop computed it: GPT-2's default forward, which also fills a KV cache
+    that training never reads (the current ``caption_loss`` passes ``use_cache=False``)."""
+    from tomcap.model.adaptor import IGNORE_INDEX
+
+    states, enc_mask = model.condition_states(batch.condition, batch.keep)
+    hidden = model.decoder.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                       encoder_hidden_states=states, encoder_attention_mask=enc_mask).last_hidden_state
+    targets = batch.labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    return torch.nn.functional.cross_entropy(model.decoder.lm_head(hidden[:, :-1][keep]).float(), targets[keep])
+
+
 def arm_step(a: dict[str, Any], cfg: TrainConfig, step: int) -> float:
     """One optimizer step of arm ``a`` as its loop takes it (seeded and scheduled by ``step``); its loss."""
     from tomcap.train.loop import backward_in_chunks, get_lr
@@ -137,7 +150,7 @@ def arm_step(a: dict[str, Any], cfg: TrainConfig, step: int) -> float:
         g["lr"] = get_lr(step, cfg)
     batch = a["builder"].micro_batch(step)
     if a["arm"] == "earlier":
-        loss = batch_loss(a["model"], batch)
+        loss = earlier_loss(a["model"], batch)
         loss.backward()
         value = float(loss.detach())
     else:
@@ -176,8 +189,11 @@ def demo_throughput(args: argparse.Namespace) -> dict:
 
 
 def _arm_worker(arm: str, args: argparse.Namespace, barrier: Any, out: Any) -> None:
-    """One process of a round: build the demo setup, warm up one step, wait for the others, time the steps."""
-    torch.set_num_threads(args.threads)
+    """One process of a round: build the demo setup, warm up one step, wait for the others, time the steps.
+    Its math libraries get ``--threads`` each, as the demo's pool workers do (``tomcap.threads``)."""
+    from tomcap.threads import limit_threads
+
+    limit_threads(args.threads)
     model, cfg, data, retrieval = demo_setup(args.config, args.max_scenes)
     a = make_arm(arm, model, cfg, data, retrieval)
     arm_step(a, cfg, 0)

@@ -3,11 +3,9 @@ Dask scheduler address for users who outgrow one machine); and the demo's proces
 from __future__ import annotations
 
 import os
-import sys
 
 from tomcap.settings import RunnerConfig
-
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+from tomcap.threads import THREAD_ENV_VARS, limit_threads
 
 
 def worker_threads(workers: int, cpus: int | None = None) -> int:
@@ -75,10 +73,7 @@ def _init_worker(workers: int) -> None:
     slot = identity[-1] - 1 if identity else 0
     cores = core_share(slot, workers, sorted(os.sched_getaffinity(0)))
     os.sched_setaffinity(0, cores)
-    for var in THREAD_ENV_VARS:
-        os.environ[var] = str(len(cores))
-    if "torch" in sys.modules:  # loaded with this module: its thread pool was sized for every core
-        sys.modules["torch"].set_num_threads(len(cores))
+    limit_threads(len(cores))
 
 
 def share_api_with_workers() -> None:

@@ -16,15 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @task
-def where() -> tuple[list[int], str | None, int]:
+def where() -> tuple[list[int], str | None, int, dict[str, int]]:
     import time
 
+    import numpy  # noqa: F401  (loaded before the pool initializer ran, as the demo's stage modules load it)
+    from threadpoolctl import threadpool_info
+
     time.sleep(1.0)  # both workers busy at once, so the two calls cannot share one
-    return sorted(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS"), os.getpid()
+    pools = {f"{p['internal_api']} {p['filepath']}": p["num_threads"] for p in threadpool_info()}
+    return sorted(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS"), os.getpid(), pools
 
 
 @flow
-def two_calls() -> list[tuple[list[int], str | None, int]]:
+def two_calls() -> list[tuple[list[int], str | None, int, dict[str, int]]]:
     futures = [where.submit() for _ in range(2)]
     return [f.result() for f in futures]
 
@@ -36,10 +40,15 @@ def test_pool_workers_run_on_disjoint_cores(prefect_harness):
     from flows.runners import process_runner
 
     out = two_calls.with_options(task_runner=process_runner(2))()
-    (cores_a, threads_a, pid_a), (cores_b, threads_b, pid_b) = out
+    (cores_a, threads_a, pid_a, pools_a), (cores_b, threads_b, pid_b, pools_b) = out
     assert pid_a != pid_b and pid_a != os.getpid()
     assert cores_a and cores_b and not set(cores_a) & set(cores_b)
     assert threads_a == str(len(cores_a)) and threads_b == str(len(cores_b))
+    # numpy's OpenBLAS was loaded before the initializer: its pool, sized for every core, spun beside the
+    # other worker's training until threadpoolctl resized it.
+    assert any("openblas" in name for name in pools_a), pools_a
+    assert pools_a == {name: len(cores_a) for name in pools_a}
+    assert pools_b == {name: len(cores_b) for name in pools_b}
 
 
 SCRIPT = """

@@ -298,7 +298,8 @@ class TomcapAdaptor(nn.Module):
         positions are prompt, and the (V x d) head is a third of this decoder's compute."""
         hidden = self.decoder.transformer(input_ids=input_ids, attention_mask=attention_mask,
                                           encoder_hidden_states=encoder_hidden_states,
-                                          encoder_attention_mask=encoder_attention_mask).last_hidden_state
+                                          encoder_attention_mask=encoder_attention_mask,
+                                          use_cache=False).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         logits = self.decoder.lm_head(hidden[:, :-1][keep]).float()

@@ -132,6 +132,51 @@ def test_beam_returns_every_finished_hypothesis_best_first_for_reranking(models)
     assert [[h.tokens for h in c] for c in beams] == [[h.tokens for h in c] for c in ranked]
 
 
+def test_diverse_beam_groups_without_penalty_are_plain_beams_of_their_width(models):
+    streams = _streams(4, seed=7)
+    plain = beam_decode(models, streams, DecodeConfig(beam_size=3, max_new_tokens=8), EOS, PAD)
+    grouped = beam_decode(models, streams, DecodeConfig(beam_size=6, beam_groups=2, max_new_tokens=8), EOS, PAD)
+    for p, g in zip(plain, grouped):
+        assert sorted(h.tokens for h in g) == sorted(h.tokens for h in p for _ in range(2))
+
+
+@torch.no_grad()
+def _reference_score(models, streams, i: int, guidance: Guidance, tokens: list[int], ended: bool) -> float:
+    """Sum of guided log-scores of ``tokens`` (+ EOS when ``ended``), no cache, no batching."""
+    total, seq = 0.0, tokens + [EOS] if ended else tokens
+    for j, tok in enumerate(seq):
+        lp = {}
+        for role in guidance.roles:
+            st = streams[role][i]
+            kw = {} if st.encoder_states is None else {"encoder_hidden_states": st.encoder_states[None]}
+            logits = models[st.model](input_ids=torch.tensor([st.prompt_ids + seq[:j]]), **kw).logits[0, -1]
+            lp[role] = torch.log_softmax(logits.float(), -1)[None]
+        total += float(guidance.combine(lp)[0, tok])
+    return total
+
+
+def test_diversity_penalty_gives_each_group_its_own_first_token(models):
+    streams = _streams(4, seed=8)
+    cfg = DecodeConfig(beam_size=4, beam_groups=4, diversity_penalty=1e4, max_new_tokens=8, no_repeat_ngram_size=0,
+                       guidance_scale=1.5)
+    diverse = beam_decode(models, streams, cfg, EOS, PAD)
+    for i, hyps in enumerate(diverse):
+        firsts = [h.tokens[0] for h in hyps if h.tokens]
+        assert len(firsts) == len(set(firsts)) >= 3
+        for h in hyps:  # the penalty steers the search only: scores stay the guided log-scores
+            ended = len(h.tokens) < cfg.max_new_tokens
+            assert h.score == pytest.approx(_reference_score(models, streams, i, cfg.guidance(), h.tokens, ended),
+                                            abs=1e-4)
+
+
+def test_plain_beam_keys_and_group_sizes():
+    plain = DecodeConfig(beam_size=4)
+    assert "beam_groups" not in plain.key_dict() and "diversity_penalty" not in plain.key_dict()
+    assert "beam_groups" in DecodeConfig(beam_size=4, beam_groups=2, diversity_penalty=0.5).key_dict()
+    with pytest.raises(ValueError, match="beam_groups"):
+        DecodeConfig(beam_size=6, beam_groups=4)
+
+
 def test_clip_rerank_with_greedy_is_a_config_error():
     with pytest.raises(ValueError, match="clip_rerank needs several candidates"):
         DecodeConfig(strategy="greedy", clip_rerank=True)

@@ -27,6 +27,10 @@ class DecodeConfig(StageConfig):
     lm_alpha: float | None = Field(default=None, description="LM guidance weight of log p(x|y); null disables")
     lm_beta: float = Field(default=0.0, ge=0, description="LM guidance weight of log p(x|null)")
     batched_guidance: bool = Field(default=True, description="cond and uncond streams in one forward pass")
+    beam_groups: int = Field(default=1, ge=1, description="diverse beam search: beam_size splits into this many "
+                             "groups (Vijayakumar et al. 2018); 1 = plain beam search")
+    diversity_penalty: float = Field(default=0.0, ge=0, description="diverse beam search: log-score a group's "
+                                     "candidate loses per earlier group that chose its token at the same step")
     clip_rerank: bool = Field(default=False, description="beam: rerank the finished beams by CLIP similarity to the "
                               "image (+ likelihood_weight x mean log-score), as sampling always does")
     seed: int = 0
@@ -35,7 +39,18 @@ class DecodeConfig(StageConfig):
     def _rerank_needs_candidates(self) -> DecodeConfig:
         if self.clip_rerank and self.strategy == "greedy":
             raise ValueError("clip_rerank needs several candidates: use strategy 'beam' or 'sample'")
+        if self.beam_size % self.beam_groups:
+            raise ValueError(f"beam_size {self.beam_size} does not split into beam_groups {self.beam_groups}; "
+                             "fix: make beam_size a multiple of beam_groups")
         return self
+
+    def key_dict(self) -> dict:
+        # Plain beam search as before these fields existed: its generated artifacts keep their keys.
+        d = super().key_dict()
+        if d.get("beam_groups") == 1 and d.get("diversity_penalty") == 0:
+            d.pop("beam_groups")
+            d.pop("diversity_penalty")
+        return d
 
     @property
     def reranks(self) -> bool:
@@ -71,6 +86,11 @@ class GenerateConfig(StageConfig):
     max_images: int | None = Field(default=None, ge=1, description="caption only the first N images")
     annotations: Path | None = Field(default=None, description="COCO annotation file: results use its image ids "
                                      "(matched by file name) instead of the image-embedding ids")
+
+    def key_dict(self) -> dict:
+        d = super().key_dict()
+        d["decode"] = self.decode.key_dict()
+        return d
 
 
 class NearestConfig(StageConfig):

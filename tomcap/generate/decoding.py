@@ -106,8 +106,14 @@ def _normalised(score: float, length: int, penalty: float) -> float:
 
 
 def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[list[Hypothesis]]:
-    """Beam search with length penalty; every image's finished hypotheses, best (length-normalised) first."""
-    w = cfg.beam_size
+    """Beam search with length penalty; every image's finished hypotheses, best (length-normalised) first.
+
+    With ``beam_groups`` G > 1 this is diverse beam search (Vijayakumar et al., 2018): the w beams form G
+    groups of w / G that advance one after another at each step, a group's candidates losing
+    ``diversity_penalty`` for every time an earlier group chose the same token at that step. The penalty
+    steers the choice only; hypotheses keep their guided log-scores."""
+    w, groups = cfg.beam_size, cfg.beam_groups
+    wg = w // groups
     device = next(next(iter(models.values())).parameters()).device
     n_images = len(streams[next(iter(streams))])
     # The prompts run once per image, then the KV caches are copied to the w beams: running them per beam
@@ -115,54 +121,62 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
     scorer = GuidedScorer(models, streams, cfg.guidance(), pad_id, batched=cfg.batched_guidance)
     first = scorer.start()
     scorer.reorder(torch.arange(n_images, device=device).repeat_interleave(w))
-    # Rows are image-major over the images still searching (``active``): an image whose search has ended
-    # leaves the batch, since its dead beams would still be run and their caches copied every step
-    # (at beam 16 the cache copies were most of the decoding time).
+    # Rows are image-major (then group-major) over the images still searching (``active``): an image whose
+    # search has ended leaves the batch, since its dead beams would still be run and their caches copied every
+    # step (at beam 16 the cache copies were most of the decoding time).
     active = list(range(n_images))
     seqs: list[list[int]] = [[] for _ in range(n_images * w)]
-    # Only the first beam of each image is live at the start, so the first step does not pick duplicates.
+    # Only the first beam of each group is live at the start, so the first step does not pick duplicates.
     beam_scores = torch.full((n_images, w), NEG_INF)
-    beam_scores[:, 0] = 0.0
-    finished: list[list[Hypothesis]] = [[] for _ in range(n_images)]
+    beam_scores[:, ::wg] = 0.0
+    finished: list[list[list[Hypothesis]]] = [[[] for _ in range(groups)] for _ in range(n_images)]
     scores = first.repeat_interleave(w, dim=0)
     for step in range(cfg.max_new_tokens):
         scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size).cpu()
         vocab = scores.shape[-1]
-        cand = (beam_scores.reshape(-1, 1) + scores).reshape(len(active), w * vocab)
-        top_scores, top_idx = cand.topk(2 * w, dim=-1)
-        new_seqs, new_scores, origin, tokens = [], torch.full((len(active), w), NEG_INF), [], []
+        total = (beam_scores.reshape(-1, 1) + scores).reshape(len(active), groups, wg * vocab)
+        chosen = torch.zeros(len(active), vocab)  # tokens the earlier groups chose at this step
+        new_seqs: list[list[int]] = [[] for _ in range(len(active) * w)]
+        new_scores = torch.full((len(active), w), NEG_INF)
+        origin, tokens = [0] * (len(active) * w), [eos_id] * (len(active) * w)
         last = step == cfg.max_new_tokens - 1
-        for a, b in enumerate(active):
-            live = 0
-            for rank, (s, idx) in enumerate(zip(top_scores[a].tolist(), top_idx[a].tolist())):
-                beam, tok = divmod(idx, vocab)
-                row = a * w + beam
-                if s == NEG_INF:
-                    break
-                if tok == eos_id:
-                    # As in HF: an EOS only ends a hypothesis when it ranks among the top w candidates.
-                    if rank < w and len(finished[b]) < w:
-                        finished[b].append(Hypothesis(seqs[row], s))
-                    continue
-                if live < w:
-                    new_seqs.append(seqs[row] + [tok])
-                    new_scores[a, live] = s
-                    origin.append(row)
-                    tokens.append(tok)
-                    live += 1
-            while live < w:  # pad with dead beams so every image keeps w rows
-                new_seqs.append(seqs[a * w])
-                origin.append(a * w)
-                tokens.append(eos_id)
-                live += 1
-        # An image's search ends when it has w finished hypotheses.
-        keep = [a for a, b in enumerate(active) if len(finished[b]) < w]
+        for g in range(groups):
+            cand = total[:, g]
+            penalised = g > 0 and cfg.diversity_penalty > 0
+            if penalised:
+                cand = cand - cfg.diversity_penalty * chosen.repeat(1, wg)
+            top_scores, top_idx = cand.topk(2 * wg, dim=-1)
+            top_raw = total[:, g].gather(1, top_idx) if penalised else top_scores
+            for a, b in enumerate(active):
+                live, base = 0, a * w + g * wg
+                for rank, (s, raw, idx) in enumerate(zip(top_scores[a].tolist(), top_raw[a].tolist(),
+                                                         top_idx[a].tolist())):
+                    if s == NEG_INF:
+                        break
+                    beam, tok = divmod(idx, vocab)
+                    row = base + beam
+                    if tok == eos_id:
+                        # As in HF: an EOS only ends a hypothesis when it ranks among the group's top candidates.
+                        if rank < wg and len(finished[b][g]) < wg:
+                            finished[b][g].append(Hypothesis(seqs[row], raw))
+                        continue
+                    if live < wg:
+                        new_seqs[base + live] = seqs[row] + [tok]
+                        new_scores[a, g * wg + live] = raw
+                        origin[base + live], tokens[base + live] = row, tok
+                        chosen[a, tok] += 1
+                        live += 1
+                for j in range(live, wg):  # pad with dead beams so every group keeps wg rows
+                    new_seqs[base + j], origin[base + j] = seqs[base], base
+        # An image's search ends when each of its groups has wg finished hypotheses.
+        keep = [a for a, b in enumerate(active) if any(len(f) < wg for f in finished[b])]
         if last:
             for a in keep:
                 b = active[a]
                 for j in range(w):
+                    g = j // wg
                     if new_scores[a, j] > NEG_INF:
-                        finished[b].append(Hypothesis(new_seqs[a * w + j], float(new_scores[a, j])))
+                        finished[b][g].append(Hypothesis(new_seqs[a * w + j], float(new_scores[a, j])))
             break
         if not keep:
             break
@@ -173,9 +187,11 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
         seqs, beam_scores = new_seqs, new_scores
         scorer.reorder(torch.tensor(origin, device=device))
         scores = scorer.step(torch.tensor(tokens, device=device))
-    # A stable sort: ties keep the order in which the hypotheses finished.
-    return [sorted(f, key=lambda h: _normalised(h.score, len(h.tokens) + 1, cfg.length_penalty), reverse=True)
-            for f in finished]
+    # A stable sort: ties keep the order in which the hypotheses finished (group by group).
+    def rank(h: Hypothesis) -> float:
+        return _normalised(h.score, len(h.tokens) + 1, cfg.length_penalty)
+
+    return [sorted([h for f in fs for h in f], key=rank, reverse=True) for fs in finished]
 
 
 def decode(models: dict[str, nn.Module], streams: dict[str, list[Stream]], cfg: DecodeConfig, eos_id: int,

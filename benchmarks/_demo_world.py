@@ -1,5 +1,5 @@
 """The demo's world and wired pipeline config, built by the library stages (no Prefect), for the benchmarks
-that re-run parts of the demo (tune_decoding, train_steps_curve, demo_seeds)."""
+that re-run parts of the demo (tune_decoding, train_steps_curve, demo_seeds, condition_tokens, tune_adaptor)."""
 from __future__ import annotations
 
 import argparse
@@ -26,3 +26,30 @@ def wired_demo(config: Path, data_dir: str):
     base = load_pipeline_config(config)
     world = run_world(base.world, data_dir)
     return world, demo_pipeline_config(base, world, run_world(base.demo.unpaired_world, data_dir))
+
+
+def full_variant(config: Path, data_dir: str):
+    """(world artifact, the demo's ``full`` variant without METEOR): the base the validation sweeps vary."""
+    from tomcap.demo.variants import demo_variants
+
+    world, wired = wired_demo(config, data_dir)
+    base = demo_variants(wired)["full"]
+    return world, base.model_copy(update={"evaluate": base.evaluate.model_copy(update={"meteor": False})})
+
+
+def train_and_score(cfg, data_dir: str, world, split: str):
+    """Train ``cfg`` (cached), caption and score ``split`` with it: (stage refs up to train, metrics,
+    results.json, retrieved.json of the captions)."""
+    import json
+
+    from tomcap.demo.report import variant_metrics
+    from tomcap.demo.splits import split_pipeline_config
+    from tomcap.pipeline import reusable, run_until
+
+    refs = run_until(cfg, data_dir, "train")
+    scfg = split_pipeline_config(cfg, world, split)
+    done = run_until(scfg, data_dir, "evaluate", reusable(cfg, refs, scfg))
+    metrics, _ = variant_metrics(world, done["evaluate"], done["generate"], split)
+    results = json.loads(done["generate"].file("results.json").read_text(encoding="utf-8"))
+    retrieved = json.loads(done["generate"].file("retrieved.json").read_text(encoding="utf-8"))
+    return refs, metrics, results, retrieved

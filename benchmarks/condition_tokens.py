@@ -44,29 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, nargs="+", default=list(TOKENS))
     args = ap.parse_args(argv)
 
-    from _demo_world import wired_demo
-    from tomcap.demo.report import variant_metrics
-    from tomcap.demo.splits import split_pipeline_config
-    from tomcap.demo.variants import demo_variants
-    from tomcap.pipeline import reusable, run_until
+    from _demo_world import full_variant, train_and_score
     from tomcap.world.stage import world_artifact_paths
 
     dd = str(args.root)
-    world, wired = wired_demo(args.config, dd)
-    base = demo_variants(wired)["full"]
-    base = base.model_copy(update={"evaluate": base.evaluate.model_copy(update={"meteor": False})})
+    world, base = full_variant(args.config, dd)
     scenes = world_artifact_paths(world).split(SPLIT).scenes
     rows = []
     for m in args.tokens:
         train = base.train.model_copy(update={"model": base.train.model.model_copy(update={"condition_tokens": m})})
         cfg = base.model_copy(update={"train": train})
         t = time.perf_counter()
-        refs = run_until(cfg, dd, "train")
-        scfg = split_pipeline_config(cfg, world, SPLIT)
-        done = run_until(scfg, dd, "evaluate", reusable(cfg, refs, scfg))
-        metrics, _ = variant_metrics(world, done["evaluate"], done["generate"], SPLIT)
-        results = json.loads(done["generate"].file("results.json").read_text(encoding="utf-8"))
-        retrieved = json.loads(done["generate"].file("retrieved.json").read_text(encoding="utf-8"))
+        refs, metrics, results, retrieved = train_and_score(cfg, dd, world, SPLIT)
         n, single, nearest = single_object_rates(results, retrieved, scenes)
         row = {"condition_tokens": m, "train_s": refs["train"].manifest().info.get("seconds"),
                "seconds": round(time.perf_counter() - t, 1), "single_objects": n, "single_right": round(single, 4),

@@ -131,18 +131,19 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
     beam_scores[:, ::wg] = 0.0
     finished: list[list[list[Hypothesis]]] = [[[] for _ in range(groups)] for _ in range(n_images)]
     scores = first.repeat_interleave(w, dim=0)
+    diverse = groups > 1 and cfg.diversity_penalty > 0  # plain beam search keeps no token counts in its hot loop
     for step in range(cfg.max_new_tokens):
         scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size).cpu()
         vocab = scores.shape[-1]
         total = (beam_scores.reshape(-1, 1) + scores).reshape(len(active), groups, wg * vocab)
-        chosen = torch.zeros(len(active), vocab)  # tokens the earlier groups chose at this step
+        chosen = torch.zeros(len(active), vocab) if diverse else None  # tokens earlier groups chose at this step
         new_seqs: list[list[int]] = [[] for _ in range(len(active) * w)]
         new_scores = torch.full((len(active), w), NEG_INF)
         origin, tokens = [0] * (len(active) * w), [eos_id] * (len(active) * w)
         last = step == cfg.max_new_tokens - 1
         for g in range(groups):
             cand = total[:, g]
-            penalised = g > 0 and cfg.diversity_penalty > 0
+            penalised = diverse and g > 0
             if penalised:
                 cand = cand - cfg.diversity_penalty * chosen.repeat(1, wg)
             top_scores, top_idx = cand.topk(2 * wg, dim=-1)
@@ -164,7 +165,8 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
                         new_seqs[base + live] = seqs[row] + [tok]
                         new_scores[a, g * wg + live] = raw
                         origin[base + live], tokens[base + live] = row, tok
-                        chosen[a, tok] += 1
+                        if diverse:
+                            chosen[a, tok] += 1
                         live += 1
                 for j in range(live, wg):  # pad with dead beams so every group keeps wg rows
                     new_seqs[base + j], origin[base + j] = seqs[base], base

@@ -122,6 +122,28 @@ def test_condition_tokens_map_each_embedding_to_a_sequence(cfg, tmp_path):
     assert torch.allclose(loaded.project(emb), states, atol=1e-6)
 
 
+def test_mlp_mapper_is_non_linear_trainable_and_rebuilt_from_the_checkpoint(cfg, tmp_path):
+    """``mapper_hidden`` > 0: ClipCap's MLP between a CLIP embedding and its condition states (the linear map's
+    states are additive in the embedding, the MLP's are not); the checkpoint rebuilds it; 0 keeps the linear
+    map and the cache key of adaptors from before the field."""
+    model = build_adaptor(cfg.model_copy(update={"mapper_hidden": 24, "condition_tokens": 2})).eval()
+    assert {"proj.0.weight", "proj.2.weight"} <= set(model.trainable_named_parameters())
+    a, b = torch.randn(1, 1 + cfg.k, CLIP_DIM), torch.randn(1, 1 + cfg.k, CLIP_DIM)
+    with torch.no_grad():
+        gap = model.project(a + b) - model.project(a) - model.project(b) + model.project(torch.zeros_like(a))
+    assert gap.abs().max() > 1e-3
+    linear = build_adaptor(cfg).eval()
+    with torch.no_grad():
+        lin_gap = linear.project(a + b) - linear.project(a) - linear.project(b) + linear.project(torch.zeros_like(a))
+    assert lin_gap.abs().max() < 1e-5
+    save_checkpoint(tmp_path / "ck", model, step=0)
+    loaded = load_adaptor(tmp_path / "ck").eval()
+    assert loaded.config.mapper_hidden == 24
+    assert torch.allclose(loaded.project(a), model.project(a), atol=1e-6)
+    assert "mapper_hidden" not in cfg.key_dict() and cfg.model_copy(update={"mapper_hidden": 24}).key_dict() != \
+        cfg.key_dict()
+
+
 def test_incremental_forward_matches_full(cfg):
     """The call tomcap.generate.streams makes: prompt, then one token with the KV cache."""
     model = build_adaptor(cfg).eval()

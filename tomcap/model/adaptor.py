@@ -123,6 +123,15 @@ def shrink_cross_attention(decoder: nn.Module, factor: int) -> None:
         att.c_proj = Conv1D(att.embed_dim, width)
 
 
+def condition_mapper(clip_dim: int, out: int, hidden: int) -> nn.Module:
+    """CLIP embedding -> concatenated condition states. The decoder's MLPs are frozen, so with a linear map the
+    only trainable non-linearity between a CLIP embedding and the words is cross-attention's softmax; an
+    object's colour-and-shape conjunction is not linear in the embedding. ``hidden`` > 0 adds ClipCap's MLP."""
+    if hidden == 0:
+        return nn.Linear(clip_dim, out)
+    return nn.Sequential(nn.Linear(clip_dim, hidden), nn.Tanh(), nn.Linear(hidden, out))
+
+
 @dataclass(frozen=True)
 class ParamCounts:
     trainable: int
@@ -160,7 +169,7 @@ class TomcapAdaptor(nn.Module):
             # inject_adapter_in_model leaves LoRA trainable; cross-attention is trained in full.
             p.requires_grad_("lora_" in name or any(c in name for c in _CROSS_PATTERNS))
         d_model = self.d_model
-        self.proj = nn.Linear(config.clip_dim, d_model * config.condition_tokens)
+        self.proj = condition_mapper(config.clip_dim, d_model * config.condition_tokens, config.mapper_hidden)
         self.role = nn.Parameter(torch.randn(2, d_model) * PROJ_INIT_STD)
         self.null = nn.Parameter(torch.randn(1, d_model) * PROJ_INIT_STD)
         self.train()  # from_pretrained returns eval mode; keep every submodule's mode consistent
@@ -247,7 +256,7 @@ class TomcapAdaptor(nn.Module):
             raise ConfigError(f"condition embeddings have dim {embeddings.shape[-1]}, the adaptor expects "
                               f"{self.config.clip_dim}",
                               fix="use embeddings of the CLIP model the adaptor was trained with")
-        x = self.proj(embeddings.to(self.proj.weight.dtype))
+        x = self.proj(embeddings.to(self.role.dtype))
         m = self.config.condition_tokens
         x = x.reshape(x.shape[0], x.shape[1] * m, -1)
         # Slice-and-add rather than ``self.role[index]``: index backward scatter-adds, whose

@@ -29,6 +29,9 @@ class AdaptorConfig(StageConfig):
     condition_tokens: int = Field(default=1, ge=1, le=64,
                                   description="cross-attention states per CLIP embedding (ClipCap-style mapping "
                                   "to a short sequence); 1 = one linear projection per embedding")
+    mapper_hidden: int = Field(default=0, ge=0,
+                               description="0: condition states are a linear map of each CLIP embedding; > 0: "
+                               "ClipCap's MLP mapper (linear, tanh, linear) with this hidden width")
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -62,4 +65,6 @@ class AdaptorConfig(StageConfig):
         d["gpt2_dir"] = None if self.gpt2_dir is None else "<local>"
         if d["condition_tokens"] == 1:  # what every adaptor was before the field: its trained artifacts stay cached
             del d["condition_tokens"]
+        if d["mapper_hidden"] == 0:  # likewise for adaptors from before the MLP mapper
+            del d["mapper_hidden"]
         return d

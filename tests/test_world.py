@@ -9,7 +9,8 @@ import pytest
 from tomcap.cli.main import main
 from tomcap.world import WorldConfig, generate_world, parse_caption, render_batch, scene_captions, scene_stream
 from tomcap.world.captions import canonical_caption, scene_attributes, true_relations
-from tomcap.world.scenes import COLORS, SHAPES
+from tomcap.world.config import ClipPhase
+from tomcap.world.scenes import COLORS, SHAPES, mutate_scene
 from tomcap.world.splits import test_keys as held_out_keys
 from tomcap.world.splits import train_scenes
 
@@ -140,3 +141,34 @@ def test_cli_generate_and_bad_out(tmp_path, capsys):
     assert main(["world", "generate", "--out", str(blocker), "--n-test", "3"]) == 2
     err = capsys.readouterr().err
     assert str(blocker) in err and "--out" in err
+
+
+def test_swap_twin_keeps_the_words_and_changes_the_binding():
+    rng = np.random.default_rng(0)
+    multi = [s for s in scene_stream(0, "swap-test", 200, 3, 0.0) if len({o.color for o in s.objects}) > 1
+             and len({o.shape for o in s.objects}) > 1][:50]
+    assert multi
+    swapped = 0
+    for s in multi:
+        twin = mutate_scene(s, rng, f"{s.scene_id}-twin", (0.0, 0.0, 0.0, 0.0, 1.0))
+        pairs, twin_pairs = {(o.color, o.shape) for o in s.objects}, {(o.color, o.shape) for o in twin.objects}
+        assert len(twin_pairs) == len(twin.objects), "a twin repeats a (colour, shape) pair"
+        assert [(o.row, o.col, o.size) for o in twin.objects] == [(o.row, o.col, o.size) for o in s.objects]
+        if twin_pairs != pairs and sorted(o.color for o in twin.objects) == sorted(o.color for o in s.objects):
+            swapped += 1
+        else:  # no exchange possible: falls back to a colour change of one object
+            assert sum(a != b for a, b in zip(s.objects, twin.objects)) == 1
+    assert swapped >= len(multi) // 2
+
+
+def test_zero_swap_weight_is_the_four_weight_mix_and_single_objects_fall_back():
+    rng = np.random.default_rng(1)
+    single = [s for s in scene_stream(0, "swap-single", 30, 3, 1.0)]
+    for s in single:
+        twin = mutate_scene(s, rng, "t", (0.0, 0.0, 0.0, 0.0, 1.0))
+        assert twin.objects[0].color != s.objects[0].color and twin.objects[0].shape == s.objects[0].shape
+    a = mutate_scene(single[0], np.random.default_rng(5), "t", (1.0, 2.0, 3.0, 4.0))
+    b = mutate_scene(single[0], np.random.default_rng(5), "t", (1.0, 2.0, 3.0, 4.0, 0.0))
+    assert a == b
+    with pytest.raises(ValueError):
+        ClipPhase(steps=1, lr=1e-3, mix=(1.0, 1.0, 1.0))

@@ -1,6 +1,8 @@
 """Typed configs of the embedded world: the scene generator and the two model trainers."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from ..config import StageConfig
@@ -44,6 +46,8 @@ class WorldConfig(StageConfig):
 
 
 UNIFORM_MIX = (1.0, 1.0, 1.0, 1.0)
+Mix = Annotated[tuple[float, ...], Field(min_length=4, max_length=5)]
+"""Odds of a twin's change: shape, colour, size, position and optionally a colour swap of two objects."""
 
 
 class ClipPhase(StageConfig):
@@ -51,7 +55,7 @@ class ClipPhase(StageConfig):
 
     steps: int = Field(ge=1)
     lr: float = Field(gt=0)
-    mix: tuple[float, float, float, float] = Field(description="hard_negative_mix of this phase")
+    mix: Mix = Field(description="hard_negative_mix of this phase")
 
 
 class ClipTrainConfig(StageConfig):
@@ -69,11 +73,12 @@ class ClipTrainConfig(StageConfig):
                                            "realistic modality gap (Liang et al. 2022)")
     hard_negative_share: float = Field(default=0.5, ge=0.0, lt=1.0,
                                        description="share of each batch that are one-attribute twins of other scenes")
-    hard_negative_mix: tuple[float, float, float, float] = Field(
-        default=UNIFORM_MIX, description="relative odds that a twin differs in shape, colour, size, position")
+    hard_negative_mix: Mix = Field(
+        default=UNIFORM_MIX, description="relative odds that a twin differs in shape, colour, size, position "
+                                         "(and, with a fifth weight, has two objects' colours swapped)")
     finetune_steps: int = Field(default=400, ge=0, description="phase-2 steps from the saved phase-1 weights; 0: none")
     finetune_lr: float = Field(default=5e-4, gt=0)
-    finetune_mix: tuple[float, float, float, float] = Field(
+    finetune_mix: Mix = Field(
         default=(4.0, 1.0, 1.0, 1.0), description="phase-2 hard_negative_mix: mostly shape twins")
     extra_phases: tuple[ClipPhase, ...] = Field(
         default=(ClipPhase(steps=800, lr=4e-4, mix=(6.0, 2.0, 1.0, 1.0)),

@@ -115,6 +115,22 @@ def _stream_code(stream: str) -> int:
 
 
 MUTABLE_ATTRIBUTES = ("shape", "color", "size", "position")
+MUTATIONS = (*MUTABLE_ATTRIBUTES, "swap")
+"""A 5-weight mix also draws ``swap`` twins: two objects exchange colours (same bag of words, other binding)."""
+
+
+def _swap_partners(objs: list[SceneObject], i: int) -> list[int]:
+    """Objects whose colour can be exchanged with object ``i``'s: other colour and shape (else the
+    twin would say the same words), and no third object already holding a resulting pair."""
+    o = objs[i]
+    out = []
+    for j, p in enumerate(objs):
+        if j == i or p.color == o.color or p.shape == o.shape:
+            continue
+        rest = {(q.color, q.shape) for k, q in enumerate(objs) if k not in (i, j)}
+        if (p.color, o.shape) not in rest and (o.color, p.shape) not in rest:
+            out.append(j)
+    return out
 
 
 def mutate_scene(scene: Scene, rng: np.random.Generator, scene_id: str,
@@ -123,7 +139,8 @@ def mutate_scene(scene: Scene, rng: np.random.Generator, scene_id: str,
 
     The twin keeps everything else, so a contrastive batch holding both forces the model to tell
     exactly that attribute apart. Colour/shape changes keep (colour, shape) pairs unique.
-    ``weights``: probabilities of changing each of ``MUTABLE_ATTRIBUTES`` (default uniform).
+    ``weights``: probabilities of changing each of ``MUTABLE_ATTRIBUTES`` (default uniform), or of each
+    of ``MUTATIONS`` when five are given.
     """
     objs = list(scene.objects)
     i = int(rng.integers(len(objs)))
@@ -131,7 +148,17 @@ def mutate_scene(scene: Scene, rng: np.random.Generator, scene_id: str,
     if weights is None:
         attr = MUTABLE_ATTRIBUTES[rng.integers(len(MUTABLE_ATTRIBUTES))]
     else:
-        attr = MUTABLE_ATTRIBUTES[int(rng.choice(len(MUTABLE_ATTRIBUTES), p=np.asarray(weights) / sum(weights)))]
+        names = MUTATIONS[:len(weights)]
+        attr = names[int(rng.choice(len(names), p=np.asarray(weights) / sum(weights)))]
+    if attr == "swap":
+        partners = _swap_partners(objs, i)
+        if partners:
+            j = partners[int(rng.integers(len(partners)))]
+            p = objs[j]
+            objs[i] = SceneObject(o.shape, p.color, o.size, o.row, o.col, o.jitter)
+            objs[j] = SceneObject(p.shape, o.color, p.size, p.row, p.col, p.jitter)
+            return Scene(scene_id=scene_id, background=scene.background, objects=tuple(objs))
+        attr = "color"  # one object, or every exchange would repeat a (colour, shape) pair
     taken_cells = {(p.row, p.col) for p in objs}
     taken_pairs = {(p.color, p.shape) for j, p in enumerate(objs) if j != i}
     if attr == "position" and len(taken_cells) < GRID * GRID:

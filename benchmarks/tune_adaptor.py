@@ -33,8 +33,16 @@ def parse_try(spec: str) -> tuple[str, dict[str, object]]:
 
 def apply(cfg, dotted: dict[str, object]):
     """``cfg`` with each dotted field replaced, validated again as a whole."""
+    from tomcap.settings import CLIP_FIELDS, CLIP_SECTIONS
+
     d = cfg.model_dump()
     for key, value in dotted.items():
+        head, _, leaf = key.partition(".")
+        if head == "clip" and leaf in CLIP_FIELDS:
+            # After validation every CLIP section (and evaluate's CLIPScore) holds its own copy of the choice.
+            for section in CLIP_SECTIONS:
+                d[section][leaf] = value
+            d["evaluate"][f"clip_{leaf}"] = value
         *parents, leaf = key.split(".")
         node = d
         for p in parents:

@@ -82,11 +82,12 @@ class ClipTrainConfig(StageConfig):
         default=(4.0, 1.0, 1.0, 1.0), description="phase-2 hard_negative_mix: mostly shape twins")
     extra_phases: tuple[ClipPhase, ...] = Field(
         default=(ClipPhase(steps=800, lr=4e-4, mix=(6.0, 2.0, 1.0, 1.0)),
-                 ClipPhase(steps=1500, lr=3e-4, mix=(5.0, 3.0, 1.0, 1.0))),
+                 ClipPhase(steps=1500, lr=3e-4, mix=(5.0, 3.0, 1.0, 1.0)),
+                 ClipPhase(steps=1200, lr=3e-4, mix=(5.0, 3.0, 1.0, 1.0, 4.0))),
         description="phases 3.. after phase 2, each from the saved weights of the one before (fresh optimizer, "
                     "new batches); shape- and colour-heavy twins raised zero-shot shape 0.80 -> 0.93 and the "
-                    "binding probe 0.70 -> 0.80 on validation after phase 3, and to 0.98 / 0.89 after phase 4 "
-                    "(1000 validation images; issue 20 notes)")
+                    "binding probe 0.70 -> 0.80 on validation after phase 3, to 0.98 / 0.89 after phase 4, and "
+                    "phase 5 (with colour-swap twins) to 0.99 / 0.91 (validation; issue 20 notes)")
     gap_target: float = Field(default=0.8, ge=0.0, le=2.0,
                               description="centroid distance kept by a hinge penalty (real CLIP on COCO: ~0.8)")
     gap_weight: float = Field(default=10.0, ge=0.0, description="weight of the gap hinge; 0 disables it")

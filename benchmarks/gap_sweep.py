@@ -168,11 +168,9 @@ def pipeline_config(base: Any, weights: Path, train_seed: int | None = None) -> 
     """``base`` with only the CLIP weights changed (every CLIP section, as ``clip:`` spreads them), and the
     training seed where one is given."""
     from tomcap.config import validate_config
-    from tomcap.settings import CLIP_SECTIONS, PipelineConfig
+    from tomcap.settings import PipelineConfig
 
-    data = base.model_dump(mode="json")
-    for section in (*CLIP_SECTIONS, "clip"):
-        data[section]["pretrained"] = str(weights)
+    data = base.with_clip(pretrained=str(weights)).model_dump(mode="json")
     if train_seed is not None:
         data["train"]["seed"] = train_seed
     return validate_config(PipelineConfig, data, source=f"gap sweep ({weights.name})")

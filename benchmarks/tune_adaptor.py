@@ -32,17 +32,17 @@ def parse_try(spec: str) -> tuple[str, dict[str, object]]:
 
 
 def apply(cfg, dotted: dict[str, object]):
-    """``cfg`` with each dotted field replaced, validated again as a whole."""
-    from tomcap.settings import CLIP_FIELDS, CLIP_SECTIONS
-
+    """``cfg`` with each dotted field replaced, validated again as a whole; ``clip.*`` reaches every CLIP
+    section and evaluate's CLIPScore model, as the demo wires them."""
+    clip = {k.partition(".")[2]: v for k, v in dotted.items() if k.startswith("clip.")}
+    if clip:
+        cfg = cfg.with_clip(**clip)
+        cfg = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(
+            update={f"clip_{k}": v for k, v in clip.items()})})
     d = cfg.model_dump()
     for key, value in dotted.items():
-        head, _, leaf = key.partition(".")
-        if head == "clip" and leaf in CLIP_FIELDS:
-            # After validation every CLIP section (and evaluate's CLIPScore) holds its own copy of the choice.
-            for section in CLIP_SECTIONS:
-                d[section][leaf] = value
-            d["evaluate"][f"clip_{leaf}"] = value
+        if key.startswith("clip."):
+            continue
         *parents, leaf = key.split(".")
         node = d
         for p in parents:

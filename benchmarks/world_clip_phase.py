@@ -39,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     # New batches: seeded after every step the file has already seen.
     offset = cfg.steps + cfg.finetune_steps + sum(p.steps for p in cfg.extra_phases)
     phase = ClipPhase(steps=args.steps, lr=args.lr, mix=tuple(float(x) for x in args.mix.split(",")))
+    # The schedule with this phase appended: the candidate's record then counts its steps and can be shipped as is.
+    grown = cfg.model_copy(update={"extra_phases": (*cfg.extra_phases, phase)})
     out = args.out / args.weights.name
     t0 = time.perf_counter()
     with determinism(cfg.seed, 1):
-        continue_clip(cfg, world, args.weights, out, torch.device("cpu"), phase, offset,
-                      f"phase{len(cfg.extra_phases) + 3}")
+        continue_clip(grown, world, args.weights, out, torch.device("cpu"), phase, offset,
+                      f"phase{len(grown.extra_phases) + 2}")
         clip = load_clip(cfg.model_name, pretrained=str(out), device="cpu")
         metrics = probe_clip(clip.model, clip.tokenizer, world, args.val_images, clip.device, split="val",
                              binding_images=BINDING_IMAGES)

@@ -123,3 +123,20 @@ def test_pool_workers_get_disjoint_core_shares():
     assert [core_share(s, 2, [0, 1]) for s in range(3)] == [[0], [1], [0]]
     assert [core_share(s, 2, [0, 1, 2, 3, 4]) for s in range(2)] == [[0, 1], [2, 3]]
     assert [core_share(s, 3, [4, 5]) for s in range(3)] == [[4], [5], [4]]
+
+
+def test_with_clip_reaches_every_clip_section_and_refuses_other_fields():
+    from tomcap.settings import CLIP_SECTIONS
+
+    cfg = PipelineConfig.model_validate({"clip": {"model": "RN50", "pretrained": "old.safetensors"}})
+    # the dumped-and-edited route changes nothing: every section kept its own copy
+    data = cfg.model_dump()
+    data["clip"]["pretrained"] = "new.safetensors"
+    assert PipelineConfig.model_validate(data).embed.pretrained == "old.safetensors"
+    new = cfg.with_clip(pretrained="new.safetensors")
+    assert new.clip.pretrained == "new.safetensors" and new.clip.model == "RN50"
+    assert all(getattr(new, s).pretrained == "new.safetensors" and getattr(new, s).model == "RN50"
+               for s in CLIP_SECTIONS)
+    assert new.evaluate == cfg.evaluate
+    with pytest.raises(ValueError, match="not a CLIP field"):
+        cfg.with_clip(steps=3)

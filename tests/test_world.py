@@ -163,7 +163,7 @@ def test_swap_twin_keeps_the_words_and_changes_the_binding():
 
 def test_zero_swap_weight_is_the_four_weight_mix_and_single_objects_fall_back():
     rng = np.random.default_rng(1)
-    single = [s for s in scene_stream(0, "swap-single", 30, 3, 1.0)]
+    single = scene_stream(0, "swap-single", 30, 3, 1.0)
     for s in single:
         twin = mutate_scene(s, rng, "t", (0.0, 0.0, 0.0, 0.0, 1.0))
         assert twin.objects[0].color != s.objects[0].color and twin.objects[0].shape == s.objects[0].shape

@@ -109,6 +109,18 @@ class PipelineConfig(StageConfig):
         source = SourceConfig(path=path, name=name)
         return self.model_copy(update={"corpus": self.corpus.model_copy(update={"sources": [source]})})
 
+    def with_clip(self, **fields: Any) -> PipelineConfig:
+        """This config with ``fields`` of the CLIP choice (``CLIP_FIELDS``) changed under ``clip:`` and in every
+        section of ``CLIP_SECTIONS``: a validated config holds each section's own copy, so changing ``clip``
+        alone would change nothing. Evaluate's CLIPScore model is the caller's to set."""
+        unknown = set(fields) - set(CLIP_FIELDS)
+        if unknown:
+            raise ValueError(f"not a CLIP field: {sorted(unknown)}; fix: use one of {list(CLIP_FIELDS)}")
+        data = self.model_dump()
+        for section in (*CLIP_SECTIONS, "clip"):
+            data[section] = {**(data[section] or {}), **fields}
+        return type(self).model_validate(data)
+
     def resolved_data_dir(self, override: Path | None = None) -> Path:
         return Path(override or self.data_dir or DEFAULT_DATA_DIR).resolve()
 

@@ -37,9 +37,9 @@ def full_variant(config: Path, data_dir: str):
     return world, base.model_copy(update={"evaluate": base.evaluate.model_copy(update={"meteor": False})})
 
 
-def train_and_score(cfg, data_dir: str, world, split: str):
+def train_and_score(cfg, data_dir: str, world, split: str, per_image: dict | None = None):
     """Train ``cfg`` (cached), caption and score ``split`` with it: (stage refs up to train, metrics,
-    results.json, retrieved.json of the captions)."""
+    results.json, retrieved.json of the captions); ``per_image`` (a dict) receives metric -> {image id: value}."""
     import json
 
     from tomcap.demo.report import variant_metrics
@@ -49,7 +49,9 @@ def train_and_score(cfg, data_dir: str, world, split: str):
     refs = run_until(cfg, data_dir, "train")
     scfg = split_pipeline_config(cfg, world, split)
     done = run_until(scfg, data_dir, "evaluate", reusable(cfg, refs, scfg))
-    metrics, _ = variant_metrics(world, done["evaluate"], done["generate"], split)
+    metrics, by_image = variant_metrics(world, done["evaluate"], done["generate"], split)
+    if per_image is not None:
+        per_image.update(by_image)
     results = json.loads(done["generate"].file("results.json").read_text(encoding="utf-8"))
     retrieved = json.loads(done["generate"].file("retrieved.json").read_text(encoding="utf-8"))
     return refs, metrics, results, retrieved

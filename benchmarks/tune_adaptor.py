@@ -64,9 +64,35 @@ def f1_by_objects(results: list[dict], scenes_file) -> dict[str, float]:
     return {f"attr_f1_{n}obj": round(sum(v) / len(v), 4) for n, v in sorted(by.items())}
 
 
+def paired_lines(rows: list[dict], by_try: dict[str, dict], baseline: str) -> list[str]:
+    """Markdown of try - baseline paired intervals; each row also gets them as ``paired_vs_<baseline>``."""
+    from tomcap.evaluate import bootstrap
+
+    if baseline not in by_try:
+        raise SystemExit(f"--baseline {baseline}: no try of that name")
+    base = by_try[baseline]
+    out = ["", f"Paired differences try - {baseline} ({SPLIT}, 95% bootstrap over the same images; 'yes' where the "
+           "interval excludes 0):", "", "| try | ΔCIDEr | Δattr_f1 |", "|---|---|---|"]
+    for r in rows:
+        if r["try"] == baseline:
+            continue
+        cells, diffs = [], {}
+        for m in ("CIDEr", "attr_f1"):
+            ids = sorted(set(base[m]) & set(by_try[r["try"]][m]))
+            d = bootstrap.paired_difference([by_try[r["try"]][m][i] for i in ids], [base[m][i] for i in ids])
+            diffs[m] = d
+            sep = "yes" if d["lo"] > 0 or d["hi"] < 0 else "no"
+            cells.append(f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {sep}")
+        r[f"paired_vs_{baseline}"] = diffs
+        out.append(f"| {r['try']} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = demo_arguments(__doc__.splitlines()[0])
     ap.add_argument("--try", dest="tries", action="append", default=[], help="name[:dotted.field=value;...]")
+    ap.add_argument("--baseline", help="a try's name: every other try gets the paired bootstrap difference "
+                                       "(try - baseline, 95%%, 1000 draws) of CIDEr and attr_f1 over the same images")
     args = ap.parse_args(argv)
 
     from _demo_world import full_variant, train_and_score
@@ -75,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     dd = str(args.root)
     world, base = full_variant(args.config, dd)
     scenes = world_artifact_paths(world).split(SPLIT).scenes
-    rows = []
+    rows, by_try = [], {}
     for spec in args.tries or ["committed"]:
         name, changes = parse_try(spec)
         cfg = apply(base, changes)
         t = time.perf_counter()
-        refs, metrics, results, retrieved = train_and_score(cfg, dd, world, SPLIT)
+        per_image: dict = {}
+        refs, metrics, results, retrieved = train_and_score(cfg, dd, world, SPLIT, per_image)
+        by_try[name] = per_image
         n, single, nearest = single_object_rates(results, retrieved, scenes)
         row = {"try": name, "changes": {k: str(v) for k, v in changes.items()},
                "train_s": refs["train"].manifest().info.get("seconds"), "seconds": round(time.perf_counter() - t, 1),
@@ -99,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         loss = f"{r['val_loss_last']:.4f}" if r.get("val_loss_last") is not None else "-"
         lines.append(f"| {r['try']} | {changes} | {loss} | {r['single_right']:.3f} | "
                      + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in cols) + " |")
+    if args.baseline:
+        lines += paired_lines(rows, by_try, args.baseline)
+        args.out.write_text(json.dumps({"split": SPLIT, "config": str(args.config), "rows": rows}, indent=2))
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -172,7 +172,7 @@ def overlay(base: PipelineConfig, changes: PipelineConfig | Mapping[str, Any]) -
 
 
 _PATH_KEYS = frozenset({"path", "data_dir", "refs", "images", "checkpoint", "pretrained_path", "gpt2_dir",
-                        "annotations", "results"})
+                        "annotations", "results", "vocabulary"})
 _MAYBE_PATH_KEYS = frozenset({"pretrained", "clip_pretrained"})
 """Keys that hold a tag or a path: made absolute only when the file exists beside the YAML."""
 

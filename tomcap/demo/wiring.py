@@ -13,7 +13,12 @@ def demo_pipeline_config(cfg: PipelineConfig, world: ArtifactRef, unpaired: Arti
     evaluate = cfg.evaluate.model_copy(update={"refs": w.test_annotations, "images": w.test_images_dir,
                                                "clip_model": cfg.embed.model, "clip_pretrained": cfg.embed.pretrained,
                                                "clip_init_seed": cfg.embed.init_seed})
+    train = cfg.train
+    if train.model.entities is not None:  # the world's own vocabulary
+        ents = train.model.entities.model_copy(update={"vocabulary": w.entities})
+        train = train.model_copy(update={"model": train.model.model_copy(update={"entities": ents})})
     return cfg.with_corpus(w.corpus_file, name="world").model_copy(update={
+        "train": train,
         "embed_images": cfg.embed_images.model_copy(update={"images": u.test_images_dir}),
         "test_images": cfg.test_images.model_copy(update={"images": w.test_images_dir}),
         "paired_images": cfg.paired_images.model_copy(update={"images": w.train_images_dir}),

@@ -30,6 +30,8 @@ class Caption:
     text: str
     score: float
     candidates: list[str]
+    entities: str | None = None
+    """The entity hint the decoder was given (models trained with entities), else None."""
 
 
 def build_streams(model: nn.Module, image_emb: torch.Tensor, retrieved_texts: list[list[str]],
@@ -40,6 +42,11 @@ def build_streams(model: nn.Module, image_emb: torch.Tensor, retrieved_texts: li
     image_emb (B, D_clip); retrieved_emb (B, K, D_clip) or None (no retrieval in cross-attention);
     retrieved_texts: K captions per image for the prompt ([] for none)."""
     clip = image_emb[:, None, :] if retrieved_emb is None else torch.cat([image_emb[:, None, :], retrieved_emb], 1)
+    hints, entity_states = model.entity_hints(image_emb) if hasattr(model, "entity_hints") else (None, None)
+    if entity_states is not None:  # the order training used: query, retrieved captions, entities
+        clip = torch.cat([clip, torch.from_numpy(entity_states).to(clip.dtype)], 1)
+    if hints is not None:
+        retrieved_texts = [[h, *texts] for h, texts in zip(hints, retrieved_texts)]
     with torch.inference_mode():
         states = model.project(clip.to(next(model.parameters()).device))
         null = model.null_states().detach()
@@ -76,8 +83,10 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
     with torch.inference_mode():
         cands: list[list[Hypothesis]] = decode(models, streams, cfg, model.eos_id, model.pad_id)
     texts = [[model.decode(h.tokens) for h in c] for c in cands]
+    hints = model.entity_hints(img)[0] if hasattr(model, "entity_hints") else None
+    hints = hints or [None] * len(texts)
     if not cfg.reranks:
-        return [Caption(t[0], c[0].score, t) for t, c in zip(texts, cands)]
+        return [Caption(t[0], c[0].score, t, h) for t, c, h in zip(texts, cands, hints)]
     if text_encoder is None:
         raise ValueError("reranking candidates needs a CLIP text encoder")
     # Beam search finishes a varying number of hypotheses per image: encode them flat, score per image.
@@ -89,5 +98,5 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
         scores = rerank_scores(image[b:b + 1], emb[None], np.array([[h.score for h in hs]]),
                                np.array([[len(h.tokens) + 1 for h in hs]]), likelihood_weight)[0]
         best = int(pick_best(scores[None])[0])
-        out.append(Caption(ts[best], float(scores[best]), ts))
+        out.append(Caption(ts[best], float(scores[best]), ts, hints[b]))
     return out

@@ -86,7 +86,8 @@ def _build(config: GenerateConfig, train: ArtifactRef, index: ArtifactRef, image
     results, retrieved = [], []
     for image_id, cap, ret in zip(ids, caps, texts):
         results.append({"image_id": image_id, "caption": cap.text})
-        retrieved.append({"image_id": image_id, "retrieved": ret, "candidates": cap.candidates})
+        retrieved.append({"image_id": image_id, "retrieved": ret, "candidates": cap.candidates}
+                         | ({"entities": cap.entities} if cap.entities is not None else {}))
     write_captions(tmp, results, retrieved)
     info = {"k": session.k, "retrieval_prompt": session.use_prompt, "retrieval_cross": session.use_cross,
             "seconds": round(seconds, 3), "images_per_s": round(len(results) / max(seconds, 1e-9), 3),

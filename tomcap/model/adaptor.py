@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .config import AdaptorConfig
+from .entities import EntityHead, hint_texts
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ ROLE_QUERY, ROLE_RETRIEVED = 0, 1
 PROJ_INIT_STD = 0.02
 """Init std of the role and null vectors, GPT-2's own initializer range."""
 _CROSS_PATTERNS = ("crossattention", "ln_cross_attn")
+ENTITY_PREFIX = "entities."
+"""Name prefix of the entity head's tensors in a checkpoint's weights file."""
 
 
 def lora_target_regex(targets: tuple[str, ...]) -> str:
@@ -172,10 +175,42 @@ class TomcapAdaptor(nn.Module):
         self.proj = condition_mapper(config.clip_dim, d_model * config.condition_tokens, config.mapper_hidden)
         self.role = nn.Parameter(torch.randn(2, d_model) * PROJ_INIT_STD)
         self.null = nn.Parameter(torch.randn(1, d_model) * PROJ_INIT_STD)
+        self.entities = self._entity_head(config)
         self.train()  # from_pretrained returns eval mode; keep every submodule's mode consistent
         counts = self.param_counts()
         log.info("adaptor: %d trainable / %d total parameters (%.2f%%)", counts.trainable, counts.total,
                  100 * counts.share)
+
+    @staticmethod
+    def _entity_head(config: AdaptorConfig) -> EntityHead | None:
+        """The frozen entity head (trained before the adaptor, by the train stage), or None."""
+        ents = config.entities
+        if ents is None:
+            return None
+        if not ents.names:
+            raise ConfigError("model.entities.names is empty (the vocabulary was not read)",
+                              fix="train through the train stage, which fills them in from entities.vocabulary")
+        head = EntityHead(config.clip_dim, len(ents.names), ents.hidden)
+        for p in head.parameters():
+            p.requires_grad_(False)
+        return head
+
+    def entity_tensors(self) -> dict[str, Tensor]:
+        """The entity head's weights and table by name (saved beside the trainable weights); {} without one."""
+        if self.entities is None:
+            return {}
+        return {f"{ENTITY_PREFIX}{k}": v for k, v in self.entities.state_dict().items()}
+
+    def entity_hints(self, query: Any) -> tuple[list[str] | None, Any]:
+        """(prompt lines or None, (B, max_entities, D_clip) cross-attention inputs or None) of query embeddings
+        (B, D_clip): what the entity head predicts, as the config routes it. (None, None) without entities."""
+        ents = self.config.entities
+        if self.entities is None or ents is None:
+            return None, None
+        chosen = self.entities.predict(query, ents.threshold, ents.max_entities)
+        lines = hint_texts(ents.names, chosen) if ents.prompt else None
+        states = self.entities.states(chosen, ents.max_entities) if ents.cross else None
+        return lines, states
 
     # -- sizes and ids ---------------------------------------------------------------------------
     @property

@@ -11,6 +11,34 @@ from ..config import StageConfig
 LoraTarget = Literal["c_attn", "c_proj"]
 
 
+class EntityConfig(StageConfig):
+    """Entity hints (:mod:`tomcap.model.entities`): an entity head predicts the vocabulary entities of the query
+    embedding; they go into the prompt and/or cross-attention. ``names`` is filled in from ``vocabulary`` by the
+    train stage (what a checkpoint keeps; the file's content enters the cache key as an upstream fingerprint)."""
+
+    vocabulary: Path | None = Field(default=None, description='JSON {"entity name": ["phrase", ...]}')
+    names: tuple[str, ...] = Field(default=(), description="resolved from the vocabulary; leave empty")
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="entities with sigmoid probability above this")
+    max_entities: int = Field(default=3, ge=1, le=16, description="at most this many entities per image")
+    prompt: bool = Field(default=True, description="the entities as the first line of the prompt")
+    cross: bool = Field(default=True, description="one cross-attention input per entity (its prototype embedding)")
+    hidden: int = Field(default=512, ge=1, description="width of the entity head's two hidden layers")
+    steps: int = Field(default=4000, ge=1, description="entity head training steps (Adam, BCE)")
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EntityConfig":
+        if not (self.prompt or self.cross):
+            raise ValueError("entities.prompt and entities.cross are both false; fix: set one true or drop entities")
+        return self
+
+    def key_dict(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d.pop("vocabulary")  # where the file lies is not what it holds (its content is an upstream fingerprint)
+        return d
+
+
 class AdaptorConfig(StageConfig):
     """Architecture of the adaptor. Everything needed to rebuild it, except the weights.
 
@@ -45,6 +73,7 @@ class AdaptorConfig(StageConfig):
     prompt_suffix: str = Field(default="This image shows:", description="text right before the caption")
     max_length: int | None = Field(default=None, ge=8,
                                    description="max prompt+caption tokens; null: the decoder's n_positions")
+    entities: EntityConfig | None = Field(default=None, description="entity hints; null: none")
 
     @model_validator(mode="after")
     def _check(self) -> "AdaptorConfig":
@@ -67,4 +96,8 @@ class AdaptorConfig(StageConfig):
             del d["condition_tokens"]
         if d["mapper_hidden"] == 0:  # likewise for adaptors from before the MLP mapper
             del d["mapper_hidden"]
+        if self.entities is None:  # and from before entity hints
+            del d["entities"]
+        else:
+            d["entities"] = self.entities.key_dict()
         return d

@@ -423,6 +423,11 @@ class BatchBuilder:
             if cfg.retrieval_prompt:
                 texts = self.retrieval.texts(rows.ravel())
                 retrieved_texts = [texts[i * k:(i + 1) * k] for i in range(len(idx))]
+        hints, entity_states = self.model.entity_hints(query)
+        if entity_states is not None:  # after the query and the retrieved captions, as captioning places them
+            cond = np.concatenate([cond, entity_states], axis=1)
+        if hints is not None:
+            retrieved_texts = [[h, *(r or [])] for h, r in zip(hints, retrieved_texts)]
         if self.tokens is not None:
             examples = [self.tokens.example(i, r if kp else None)
                         for i, r, kp in zip(idx.tolist(), retrieved_texts, keep.tolist())]

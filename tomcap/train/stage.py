@@ -21,6 +21,7 @@ from ..model.adaptor import build_adaptor
 from ..model.checkpoint import CHECKPOINT_JSON, WEIGHTS_FILE, decoder_shape
 from ..model.checkpoint import decoder_fingerprint as checkpoint_decoder_fingerprint
 from .config import TrainConfig
+from .entity_glue import fit_entities, resolve_entities, vocabulary_fingerprint
 from .data import ArrayRetrieval, BatchBuilder, Exclusions, ShardRows, TrainData, describe, group_codes
 from .loop import LAST, ProgressFn, torch_threads, train
 
@@ -43,6 +44,9 @@ def decoder_fingerprint(config: TrainConfig) -> str:
 def upstream_fingerprints(config: TrainConfig, corpus: ArtifactRef, embed: ArtifactRef, gap: ArtifactRef | None = None,
                           index: ArtifactRef | None = None, image_embed: ArtifactRef | None = None) -> dict[str, str]:
     out = {"corpus": corpus.fingerprint, "embed": embed.fingerprint, "gpt2": decoder_fingerprint(config)}
+    vocabulary = vocabulary_fingerprint(config.model)
+    if vocabulary is not None:
+        out["entities"] = vocabulary
     for name, ref in (("gap", gap), ("index", index), ("image_embed", image_embed)):
         if ref is not None:
             out[name] = ref.fingerprint
@@ -170,6 +174,7 @@ def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, Arti
     if model_cfg.clip_dim != emb.dim:
         raise InputDataError(f"train.model.clip_dim is {model_cfg.clip_dim}, the embeddings have dim {emb.dim}",
                              path=embed.dir, fix="leave train.model.clip_dim null (it follows the embeddings)")
+    model_cfg, vocab = resolve_entities(model_cfg)
     resolved = config.model_copy(update={"model": model_cfg})
     model = build_adaptor(model_cfg, seed=config.seed)
     correct = None
@@ -179,6 +184,7 @@ def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, Arti
         correct = lambda e: correct_text(e, stats, renormalize=config.renormalize)  # noqa: E731
     noise_std = stats.noise_std if stats is not None else None
     builder = BatchBuilder(model, resolved, train_data, retrieval, correct, noise_std)
+    entity_info = fit_entities(model, vocab, builder, resolved) if vocab is not None else None
     val_batches = BatchBuilder(model, resolved, val_data, retrieval, correct, noise_std).fixed_batches(VAL_SEED_TAG)
     result = train(model, resolved, builder.micro_batch, val_batches, work, progress=progress)
     for name in (WEIGHTS_FILE, CHECKPOINT_JSON):
@@ -196,6 +202,8 @@ def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, Arti
             "resolved_model": model_cfg.model_dump(mode="json"), **{k: v for k,
                                                                     v in summary.items() if k != "val_losses"},
             "val_losses": summary["val_losses"]}
+    if entity_info is not None:
+        info["entity_head"] = entity_info
     rows = {"train_rows": len(train_data), "val_rows": len(val_data), "steps": result.steps,
             "val_loss_first": summary["val_loss_first"], "val_loss_last": summary["val_loss_last"]}
     log.info("train: %d steps in %.1fs, val loss %s -> %s", result.steps, result.seconds, summary["val_loss_first"],

@@ -191,6 +191,13 @@ def scene_attributes(scene: Scene) -> CaptionAttributes:
     )
 
 
+def entity_vocabulary() -> dict[str, list[str]]:
+    """Every (colour, shape) object as an entity ``"<colour> <shape>"``, named by any colour word followed by any
+    shape word (held-out pairs included: they are entities the corpus never names)."""
+    return {f"{c} {s}": [f"{cw} {sw}" for cw in COLOR_WORDS[c] for sw in SHAPE_WORDS[s]]
+            for c in COLORS for s in SHAPES}
+
+
 def canonical_caption(size: str, color: str, shape: str, row: int, col: int) -> str:
     """The first-choice wording of a single object (used for zero-shot class prompts)."""
     return f"{_article(f'{size} {color} {shape}')} {POSITION_PHRASES[(row, col)][0]}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .captions import scene_captions
+from .captions import entity_vocabulary, scene_captions
 from .config import WorldConfig
 from .render import render_scene
 from .scenes import Scene
@@ -25,6 +25,8 @@ TEST_SCENES_FILE = SCENES_PATTERN.format(split=TEST_STREAM)
 TEST_IMAGES_SUBDIR = IMAGES_PATTERN.format(split=TEST_STREAM)
 TRAIN_IMAGES_SUBDIR = "train_images"
 INFO_FILE = "world_info.json"
+ENTITIES_FILE = "world_entities.json"
+"""The entity vocabulary of the world's captions (``train.model.entities.vocabulary``)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class WorldPaths:
     test_scenes: Path
     info: Path
     train_images_dir: Path
+    entities: Path
 
     def split(self, name: str) -> SplitPaths:
         """Files of evaluation split ``name`` (``val``, ``test`` or ``novel``)."""
@@ -67,7 +70,7 @@ def world_paths(out_dir: Path) -> WorldPaths:
     out = Path(out_dir)
     return WorldPaths(root=out, corpus_file=out / CORPUS_FILE, test_annotations=out / TEST_ANNOTATIONS_FILE,
                       test_images_dir=out / TEST_IMAGES_SUBDIR, test_scenes=out / TEST_SCENES_FILE,
-                      info=out / INFO_FILE, train_images_dir=out / TRAIN_IMAGES_SUBDIR)
+                      info=out / INFO_FILE, train_images_dir=out / TRAIN_IMAGES_SUBDIR, entities=out / ENTITIES_FILE)
 
 
 def scene_record(scene: Scene) -> dict:
@@ -110,6 +113,7 @@ def generate_world(out_dir: Path, config: WorldConfig | None = None) -> WorldPat
             "heldout_pairs": sorted(f"{c} {s}" for c, s in heldout_pairs(world)),
             "seconds": round(time.time() - t0, 2), "streams": {"train": TRAIN_STREAM, **{k: k for k in counts}}}
     paths.info.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    paths.entities.write_text(json.dumps(entity_vocabulary(), indent=1), encoding="utf-8")
     log.info("world written to %s: %d train captions, eval splits %s", paths.root, n_captions, counts)
     return paths
 

@@ -1,0 +1,167 @@
+"""Entity hints: the vocabulary, the entity head trained by the train stage, its checkpoint, prompts and
+cross-attention inputs in training and captioning, and bad vocabulary files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tomcap.cli.main import main
+from tomcap.corpus import CorpusConfig, SourceConfig, run_corpus
+from tomcap.embed.config import EmbedConfig
+from tomcap.embed.stage import run_embed
+from tomcap.errors import InputDataError
+from tomcap.model import load_adaptor
+from tomcap.model.entities import EntityVocabulary, entity_prototypes
+from tomcap.model.tiny import make_random_gpt2
+from tomcap.train.config import TrainConfig
+from tomcap.train.stage import run_train
+
+COLORS, SHAPES = ("red", "blue", "green"), ("cube", "ball", "cone")
+SINGLE = [f"a {c} {s} on the {g}" for c in COLORS for s in SHAPES for g in ("grass", "sand")]
+PAIRS = [f"a {c} {s} and a {c2} {s2}" for c, s, c2, s2 in
+         [("red", "cube", "blue", "ball"), ("green", "cone", "red", "ball"), ("blue", "cube", "green", "ball")]]
+VOCAB = {f"{c} {s}": [f"{c} {s}"] for c in COLORS for s in SHAPES}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("entities")
+    src = root / "captions.jsonl"
+    caps = SINGLE + PAIRS
+    src.write_text("".join(json.dumps({"caption": c, "image_id": f"img{i // 2}"}) + "\n" for i, c in enumerate(caps)))
+    data_dir = root / "data"
+    corpus = run_corpus(CorpusConfig(sources=[SourceConfig(path=src)]), data_dir)
+    embed = run_embed(EmbedConfig(model="tomcap-test-tiny", dtype="float32"), data_dir, corpus)
+    gpt2 = make_random_gpt2(root / "gpt2", caps * 3)
+    vocab = root / "entities.json"
+    vocab.write_text(json.dumps(VOCAB))
+    return data_dir, corpus, embed, gpt2, vocab
+
+
+def _cfg(gpt2: Path, vocab: Path | None, **entities) -> TrainConfig:
+    ents = {"vocabulary": vocab, "steps": 300, "hidden": 64, "batch_size": 32, "lr": 3e-3} | entities
+    return TrainConfig.model_validate(dict(model={"gpt2_dir": gpt2, "k": 1, "lora_rank": 2, "entities": ents},
+                                           steps=2, batch_size=4, warmup_steps=1, eval_every=2, checkpoint_every=2,
+                                           val_size=2, gap_correction=False, noise=False, lr=5e-3))
+
+
+def test_vocabulary_matches_whole_phrases_plurals_longest_first():
+    v = EntityVocabulary({"red cross": ["red cross", "red plus sign"], "red ball": ["red ball"], "plus": ["plus"]})
+    assert v.names == ("plus", "red ball", "red cross")
+    assert v.find("Two RED  plus signs, a red balls and plus") == [2, 1, 0]
+    assert v.find("a redder ball, a red ballroom") == []
+    assert v.labels(["a red ball", "nothing"]).tolist() == [[0, 1, 0], [0, 0, 0]]
+
+
+def test_prototypes_prefer_captions_naming_the_entity_alone():
+    labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32)
+    emb = np.array([[1, 0], [0, 1], [0, 1]], np.float32)
+    chunks = [(0, emb[:2]), (2, emb[2:])]  # read in two chunks, as the train stage does
+    proto = entity_prototypes(chunks, labels)
+    assert proto[0].tolist() == [1, 0] and proto[1].tolist() == [0, 1] and proto[2].tolist() == [0, 0]
+
+
+def test_train_stage_fits_the_head_and_the_checkpoint_keeps_it(inputs, tmp_path):
+    data_dir, corpus, embed, gpt2, vocab = inputs
+    ref = run_train(_cfg(gpt2, vocab), data_dir, corpus=corpus, embed=embed)
+    info = ref.manifest().info["entity_head"]
+    assert info["entities"] == 9 and info["entities_in_corpus"] == 9
+    assert info["head_losses"][-1] < info["head_losses"][0] / 4
+    model = load_adaptor(ref.dir, device="cpu")
+    assert model.config.entities.names == tuple(sorted(VOCAB)) and model.entities is not None
+    # The head names the objects of a caption from its text embedding (training captions, no noise).
+    from tomcap.embed.store import EmbeddingSet
+
+    emb = EmbeddingSet.open(embed)
+    texts = [t for t in (SINGLE + PAIRS)]
+    order = {i: r for r, i in enumerate(emb.id_list().tolist())}
+    from tomcap.corpus.stage import read_corpus
+
+    df = read_corpus(corpus)
+    x = np.stack([emb.rows(np.array([order[i]]))[0] for i in df["caption_id"].to_list()])
+    lines, states = model.entity_hints(x)
+    want = {t: ", ".join(sorted(set(VOCAB) & {f"{w[0]} {w[1]}" for w in zip(t.split()[1::3], t.split()[2::3])}))
+            for t in texts}
+    right = [set(line.split(", ")) == set(want[t].split(", ")) for line, t in zip(lines, df["text"].to_list())]
+    assert np.mean(right) >= 0.8  # 2 of the 21 captions are the adaptor's validation rows, unseen by the head
+    assert states.shape == (len(x), 3, 32)
+    # the vocabulary's content is part of the key; where the file lies is not
+    moved = tmp_path / "v.json"
+    moved.write_text(vocab.read_text())
+    assert run_train(_cfg(gpt2, moved), data_dir, corpus=corpus, embed=embed).cached
+    moved.write_text(json.dumps(VOCAB | {"red thing": ["red thing"]}))
+    assert not run_train(_cfg(gpt2, moved, steps=20), data_dir, corpus=corpus, embed=embed).cached
+
+
+def test_hints_reach_the_prompt_and_cross_attention(inputs):
+    from tomcap.generate.captioner import build_streams
+    from tomcap.generate.guidance import COND
+    from tomcap.generate.decoding import DecodeConfig
+
+    data_dir, corpus, embed, gpt2, vocab = inputs
+    model = load_adaptor(run_train(_cfg(gpt2, vocab), data_dir, corpus=corpus, embed=embed).dir, device="cpu")
+    img = torch.nn.functional.normalize(torch.randn(2, 32), dim=-1)
+    lines, _ = model.entity_hints(img)
+    streams = build_streams(model, img, [["a red cube on the sand"]] * 2, torch.zeros(2, 1, 32),
+                            DecodeConfig().guidance(), 60)
+    for line, s in zip(lines, streams[COND]):
+        text = model.tokenizer.decode(s.prompt_ids[1:])
+        assert text.startswith(f"{model.config.prompt_prefix} {line}. a red cube on the sand.")
+        # query + 1 retrieved + 3 entity slots, each 1 condition token
+        assert s.encoder_states.shape == (1 + 1 + 3, model.d_model)
+
+
+@pytest.mark.parametrize("case", ["missing", "not_json", "a_list", "empty_phrases", "names_nothing"])
+def test_bad_vocabulary_is_named_exit_2(inputs, tmp_path, capsys, case):
+    data_dir, corpus, embed, gpt2, _ = inputs
+    vocab = tmp_path / "entities.json"
+    content = {"not_json": "{oops", "a_list": json.dumps(["red cube"]), "empty_phrases": json.dumps({"red cube": []}),
+               "names_nothing": json.dumps({"purple star": ["purple star"]})}.get(case)
+    if content is not None:
+        vocab.write_text(content)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"train": {"model": {"gpt2_dir": str(gpt2), "k": 1, "lora_rank": 2,
+                                                       "entities": {"vocabulary": str(vocab), "steps": 5}},
+                                             "steps": 2, "warmup_steps": 1, "val_size": 2, "gap_correction": False}}))
+    before = set((data_dir / "artifacts" / "train").glob("*")) if (data_dir / "artifacts" / "train").exists() else set()
+    code = main(["train", "--config", str(cfg), "--data-dir", str(data_dir), "--corpus", corpus.path,
+                 "--embed", embed.path])
+    err = capsys.readouterr().err
+    lines = [x for x in err.strip().splitlines() if "Loading weights" not in x]  # transformers' progress bar
+    assert code == 2 and str(vocab) in err and "Traceback" not in err and len(lines) == 1
+    after = set((data_dir / "artifacts" / "train").glob("*"))
+    assert after == before  # no partial artifact
+
+
+def test_a_vocabulary_error_names_the_file():
+    with pytest.raises(InputDataError, match="entity vocabulary not found"):
+        EntityVocabulary.load("/nonexistent/entities.json")
+
+
+def test_interrupted_training_with_entities_resumes_to_the_same_weights(inputs, tmp_path):
+    from safetensors.numpy import load_file
+
+    data_dir, corpus, embed, gpt2, vocab = inputs
+    cfg = _cfg(gpt2, vocab, steps=50).model_copy(update={"steps": 4, "checkpoint_every": 2})
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(event):
+        if event["step"] == 2:
+            raise Stop
+
+    other = tmp_path / "data"  # a fresh store with the same inputs: uninterrupted reference
+    with pytest.raises(Stop):
+        run_train(cfg, other, corpus=corpus, embed=embed, progress=stop_at_2)
+    resumed = run_train(cfg, other, corpus=corpus, embed=embed)
+    assert resumed.manifest().info["resumed_from"] == 2
+    straight = run_train(cfg, data_dir, corpus=corpus, embed=embed)
+    a, b = load_file(str(resumed.dir / "adaptor.safetensors")), load_file(str(straight.dir / "adaptor.safetensors"))
+    assert set(a) == set(b) and any(k.startswith("entities.") for k in a)
+    assert all(np.array_equal(a[k], b[k]) for k in a)

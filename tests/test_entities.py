@@ -165,3 +165,34 @@ def test_interrupted_training_with_entities_resumes_to_the_same_weights(inputs, 
     a, b = load_file(str(resumed.dir / "adaptor.safetensors")), load_file(str(straight.dir / "adaptor.safetensors"))
     assert set(a) == set(b) and any(k.startswith("entities.") for k in a)
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_entity_inputs_keep_their_first_states_only(inputs):
+    from tomcap.model import AdaptorConfig, build_adaptor
+
+    _, _, _, gpt2, _ = inputs
+    names = tuple(sorted(VOCAB))
+    cfg = AdaptorConfig(gpt2_dir=gpt2, clip_dim=32, k=1, lora_rank=2, condition_tokens=4,
+                        entities={"names": names, "hidden": 16, "tokens": 1})
+    model = build_adaptor(cfg)
+    cond = torch.nn.functional.normalize(torch.randn(2, 1 + 1 + 3, 32), dim=-1)
+    states = model.project(cond)
+    assert states.shape == (2, 4 + 4 + 3, model.d_model)
+    full = build_adaptor(cfg.model_copy(update={"entities": cfg.entities.model_copy(update={"tokens": 0})}))
+    all_states = full.project(cond)
+    assert all_states.shape == (2, 4 * 5, model.d_model)
+    # the kept state of each entity input is the first of its m states
+    assert torch.allclose(states[:, 8:], all_states[:, 8::4])
+    with pytest.raises(Exception, match="entity inputs last"):
+        model.project(cond[:, :3])
+
+
+def test_the_entity_demo_config_is_the_demo_plus_entities():
+    from tomcap.constants import DEMO_CONFIG_FILE
+    from tomcap.settings import load_pipeline_config
+
+    base = load_pipeline_config(DEMO_CONFIG_FILE).model_dump(mode="json")
+    ents = load_pipeline_config(DEMO_CONFIG_FILE.with_name("demo_entities.yaml")).model_dump(mode="json")
+    assert base["train"]["model"]["entities"] is None and ents["train"]["model"]["entities"]["threshold"] == 0.5
+    ents["train"]["model"]["entities"] = None
+    assert ents == base

@@ -293,10 +293,29 @@ class TomcapAdaptor(nn.Module):
                               fix="use embeddings of the CLIP model the adaptor was trained with")
         x = self.proj(embeddings.to(self.role.dtype))
         m = self.config.condition_tokens
-        x = x.reshape(x.shape[0], x.shape[1] * m, -1)
+        b, s = x.shape[:2]
+        n_ent, t = self._entity_slots()
+        if n_ent and s <= n_ent:
+            raise ConfigError(f"{s} condition embeddings, but the adaptor expects the query first and {n_ent} entity "
+                              "inputs last", fix="build conditions with entity_hints (training and captioning do)")
+        if n_ent:
+            # Entity inputs keep only their first t states: each names one object, and cross-attention's cost
+            # grows with the number of states (m per entity more than doubled them on the world).
+            x = x.reshape(b, s, m, -1)
+            x = torch.cat([x[:, : s - n_ent].reshape(b, (s - n_ent) * m, -1),
+                           x[:, s - n_ent:, :t].reshape(b, n_ent * t, -1)], dim=1)
+        else:
+            x = x.reshape(b, s * m, -1)
         # Slice-and-add rather than ``self.role[index]``: index backward scatter-adds, whose
         # summation order is not fixed across runs, and resume must be bit-reproducible.
         return torch.cat([x[:, :m] + self.role[ROLE_QUERY], x[:, m:] + self.role[ROLE_RETRIEVED]], dim=1)
+
+    def _entity_slots(self) -> tuple[int, int]:
+        """(entity inputs at the end of a condition, states kept per entity); (0, 0) without them."""
+        ents = self.config.entities
+        if ents is None or not ents.cross:
+            return 0, 0
+        return ents.max_entities, ents.tokens or self.config.condition_tokens
 
     def null_states(self) -> Tensor:
         """The learned null condition (1, d_model): cross-attention input of unconditional streams."""

@@ -22,6 +22,8 @@ class EntityConfig(StageConfig):
     max_entities: int = Field(default=3, ge=1, le=16, description="at most this many entities per image")
     prompt: bool = Field(default=True, description="the entities as the first line of the prompt")
     cross: bool = Field(default=True, description="one cross-attention input per entity (its prototype embedding)")
+    tokens: int = Field(default=0, ge=0, le=64, description="cross-attention states per entity input (its first "
+                        "ones of the condition map); 0: model.condition_tokens")
     hidden: int = Field(default=512, ge=1, description="width of the entity head's two hidden layers")
     steps: int = Field(default=4000, ge=1, description="entity head training steps (Adam, BCE)")
     batch_size: int = Field(default=256, ge=1)
@@ -36,6 +38,8 @@ class EntityConfig(StageConfig):
     def key_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d.pop("vocabulary")  # where the file lies is not what it holds (its content is an upstream fingerprint)
+        if d["tokens"] == 0:  # what entity configs were before the field
+            del d["tokens"]
         return d
 
 

@@ -36,13 +36,14 @@ class Caption:
 
 def build_streams(model: nn.Module, image_emb: torch.Tensor, retrieved_texts: list[list[str]],
                   retrieved_emb: torch.Tensor | None, guidance: Guidance,
-                  prompt_budget: int) -> dict[str, list[Stream]]:
+                  prompt_budget: int, entities: tuple | None = None) -> dict[str, list[Stream]]:
     """Streams per role for B images.
 
     image_emb (B, D_clip); retrieved_emb (B, K, D_clip) or None (no retrieval in cross-attention);
-    retrieved_texts: K captions per image for the prompt ([] for none)."""
+    retrieved_texts: K captions per image for the prompt ([] for none); ``entities``: ``model.entity_hints`` of
+    ``image_emb`` when the caller has them already (computed here otherwise)."""
     clip = image_emb[:, None, :] if retrieved_emb is None else torch.cat([image_emb[:, None, :], retrieved_emb], 1)
-    hints, entity_states = model.entity_hints(image_emb) if hasattr(model, "entity_hints") else (None, None)
+    hints, entity_states = model.entity_hints(image_emb) if entities is None else entities
     if entity_states is not None:  # the order training used: query, retrieved captions, entities
         clip = torch.cat([clip, torch.from_numpy(entity_states).to(clip.dtype)], 1)
     if hints is not None:
@@ -78,13 +79,13 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
                           fix=f"set generate.decode.max_new_tokens <= {model.max_length - 2}")
     img = torch.tensor(np.asarray(image_emb), dtype=torch.float32)
     ret = None if retrieved_emb is None else torch.tensor(np.asarray(retrieved_emb), dtype=torch.float32)
-    streams = build_streams(model, img, retrieved_texts, ret, guidance, budget)
+    entities = model.entity_hints(img)
+    streams = build_streams(model, img, retrieved_texts, ret, guidance, budget, entities)
     models = {ADAPTOR_MODEL: model} if base_lm is None else {ADAPTOR_MODEL: model, BASE_LM_MODEL: base_lm}
     with torch.inference_mode():
         cands: list[list[Hypothesis]] = decode(models, streams, cfg, model.eos_id, model.pad_id)
     texts = [[model.decode(h.tokens) for h in c] for c in cands]
-    hints = model.entity_hints(img)[0] if hasattr(model, "entity_hints") else None
-    hints = hints or [None] * len(texts)
+    hints = entities[0] or [None] * len(texts)
     if not cfg.reranks:
         return [Caption(t[0], c[0].score, t, h) for t, c, h in zip(texts, cands, hints)]
     if text_encoder is None:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from ..config import canonical_json, hash_text
 from ..manifest import input_sha256
 from ..errors import ArtifactError, ConfigError, InputDataError
-from .adaptor import ENTITY_PREFIX, TomcapAdaptor, build_adaptor
+from .adaptor import TomcapAdaptor, build_adaptor
 from .config import AdaptorConfig
 
 WEIGHTS_FILE = "adaptor.safetensors"
@@ -85,9 +85,8 @@ def save_checkpoint(folder: Path, model: TomcapAdaptor, *, step: int, optimizer:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CHECKPOINT_JSON).unlink(missing_ok=True)
     params = model.trainable_named_parameters()
-    saved = {n: p.detach().contiguous().cpu() for n, p in params.items()}
-    saved |= {n: t.detach().contiguous().cpu() for n, t in model.entity_tensors().items()}
-    save_file(saved, str(folder / WEIGHTS_FILE))
+    saved = params | model.entity_tensors()
+    save_file({n: t.detach().contiguous().cpu() for n, t in saved.items()}, str(folder / WEIGHTS_FILE))
     opt_meta = None
     if optimizer is not None:
         tensors, opt_meta = _optimizer_tensors(optimizer, params)
@@ -163,14 +162,9 @@ def load_weights(model: TomcapAdaptor, folder: Path) -> Checkpoint:
         raise ConfigError(f"checkpoint was trained on a GPT-2 with {saved_shape}, this one has {decoder_shape(model)}",
                           path=folder / CHECKPOINT_JSON, fix="load it with the GPT-2 named in its checkpoint.json")
     tensors = load_file(str(folder / WEIGHTS_FILE))
-    entity = {n: tensors.pop(n) for n in [n for n in tensors if n.startswith(ENTITY_PREFIX)]}
-    params = model.trainable_named_parameters()
-    expected = model.entity_tensors()
+    params = model.trainable_named_parameters() | model.entity_tensors()  # what save_checkpoint writes
     missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-    missing += sorted(set(expected) - set(entity))
-    extra += sorted(set(entity) - set(expected))
     bad = [n for n in set(params) & set(tensors) if tuple(tensors[n].shape) != tuple(params[n].shape)]
-    bad += [n for n in set(expected) & set(entity) if tuple(entity[n].shape) != tuple(expected[n].shape)]
     if missing or extra or bad:
         raise ConfigError(f"checkpoint weights do not match the model (missing {missing[:3]}, unexpected {extra[:3]}, "
                           f"wrong shape {bad[:3]})", path=folder / WEIGHTS_FILE,
@@ -178,8 +172,6 @@ def load_weights(model: TomcapAdaptor, folder: Path) -> Checkpoint:
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(tensors[n].to(p.dtype))
-        for n, t in expected.items():
-            t.copy_(entity[n].to(t.dtype))
     return ckpt
 
 

@@ -76,14 +76,14 @@ class EntityVocabulary:
 def entity_prototypes(chunks: Iterable[tuple[int, np.ndarray]], labels: np.ndarray) -> np.ndarray:
     """(E, D) L2-normalised mean embedding of the captions that name entity j alone (of every caption naming it
     when none does; zeros when none names it). ``chunks`` yields (first row, (n, D) embeddings) in row order."""
-    labels = np.asarray(labels, np.float32) if labels.dtype != np.uint8 else labels
-    alone = labels * (labels.sum(1, keepdims=True) == 1).astype(np.uint8)
-    sums = {"alone": 0.0, "any": 0.0}
+    sums_alone = sums_any = n_alone = 0.0
     for start, chunk in chunks:
         x = np.asarray(chunk, np.float32)
-        sums["alone"] = sums["alone"] + alone[start:start + len(x)].T.astype(np.float32) @ x
-        sums["any"] = sums["any"] + labels[start:start + len(x)].T.astype(np.float32) @ x
-    out = np.where((alone.sum(0) > 0)[:, None], sums["alone"], sums["any"])
+        lab = labels[start:start + len(x)].astype(np.float32)
+        alone = lab * (lab.sum(1, keepdims=True) == 1)
+        sums_alone, sums_any = sums_alone + alone.T @ x, sums_any + lab.T @ x
+        n_alone = n_alone + alone.sum(0)
+    out = np.where((np.asarray(n_alone) > 0)[:, None], sums_alone, sums_any)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return np.where(norms > 0, out / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError, InputDataError
 from ..manifest import input_sha256
@@ -69,8 +70,6 @@ def fit_entities(model: TomcapAdaptor, vocab: EntityVocabulary, builder: BatchBu
     n = len(labels)
     chunks = ((a, emb[np.arange(a, min(a + PROTOTYPE_CHUNK, n))]) for a in range(0, n, PROTOTYPE_CHUNK))
     head = model.entities
-    import torch
-
     with torch.no_grad():
         head.table.copy_(torch.from_numpy(entity_prototypes(chunks, labels)))
 

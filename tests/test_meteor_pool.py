@@ -110,3 +110,28 @@ def test_the_eval_skips_a_process_that_died_after_answering(fake):
     with meteor.MeteorPool(now=["small.gz", None]) as pool:
         total, per = pool.score(hyps, refs)
     assert per == expected and total == sum(expected)
+
+
+@pytest.mark.parametrize("built", [True, False])
+def test_one_worker_scores_on_the_copy_it_builds_or_on_the_full_table(fake, monkeypatch, tmp_path, built):
+    """One process and a reference set seen before: the run builds the filtered copy and its only process
+    scores on it; if the filter fails, that process starts on the full table instead of leaving none."""
+    from tomcap.evaluate import coco_metrics
+
+    class Build:
+        def wait(self):
+            return tmp_path / "paraphrase-x.gz" if built else None
+
+    monkeypatch.setattr(coco_metrics.ParaphraseCache, "start_build", lambda self, key, refs: Build())
+    hyps, refs, expected = _inputs(3 * meteor.CHUNK_LINES)
+    raw = [r for rs in refs for r in rs]
+    coco_metrics.ParaphraseCache(tmp_path).mark_seen(coco_metrics.cache_key(raw))
+    timings: dict[str, float] = {}
+    side = coco_metrics._MeteorSide(1, 1, tmp_path, raw, timings)
+    side.references_ready(raw)
+    try:
+        assert side.score(hyps, refs)[1] == expected
+    finally:
+        side.close(keep_table=True)
+    assert timings["meteor_table_built"] == 1.0 and timings["meteor_processes"] == 1.0
+    assert [p.table for p in fake.made] == [tmp_path / "paraphrase-x.gz" if built else None]

@@ -43,6 +43,9 @@ FILTERED_TABLE_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 second core to a second process (C2 and G1 threads cost ~2x the CPU; two G1 processes on two cores
 were no faster than one)."""
 CHUNK_LINES = 64
+FULL_TABLE = Path("<full paraphrase table>")
+"""What a ``MeteorPool`` ``later`` callable returns to start its process on the full table after all (a
+filter that failed must not leave a one-process pool without a scorer)."""
 """SCORE lines handed to a process at a time (~0.1 s of its work; the replies fit in a pipe buffer)."""
 
 
@@ -168,9 +171,10 @@ class MeteorPool:
     """METEOR processes that take SCORE lines ``CHUNK_LINES`` at a time from one queue.
 
     ``now``: tables of processes started at once (None: the full table). ``later``: callables, each
-    run in its own thread, that return the table of one more process (or None: it never starts),
-    e.g. waiting for a filtered table; such a process joins the scoring when it is up. The EVAL that
-    turns statistics into scores runs in the first live process that answered.
+    run in its own thread, that return the table of one more process (None: it never starts;
+    ``FULL_TABLE``: the full table), e.g. waiting for a filtered table; such a process joins the
+    scoring when it is up. The EVAL that turns statistics into scores runs in the first live process
+    that answered.
     """
 
     def __init__(self, now: Sequence[Path | None] = (None,), later: Sequence[Callable[[], Path | None]] = ()):
@@ -224,7 +228,7 @@ class MeteorPool:
         with self._lock:
             if table is None or self._closing:
                 return None
-            proc = MeteorProcess(paraphrase=table)
+            proc = MeteorProcess(paraphrase=None if table == FULL_TABLE else table)
             self._started.append(proc)
             return proc
 

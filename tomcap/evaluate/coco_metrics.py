@@ -121,7 +121,8 @@ class _MeteorSide:
         if self._wants_build and workers == 1:
             self.pool = MeteorPool(now=[], later=[self._filtered_or_full])
         else:
-            self.pool = MeteorPool(now=[None], later=[self._filtered_table] * (workers - 1) if self._wants_build else ())
+            joiners = [self._filtered_table] * (workers - 1) if self._wants_build else []
+            self.pool = MeteorPool(now=[None], later=joiners)
         timings["meteor_table_built"] = float(self._wants_build)
 
     def references_ready(self, tok_ref_sentences: list[str]) -> None:

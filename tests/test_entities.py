@@ -196,3 +196,45 @@ def test_the_entity_demo_config_is_the_demo_plus_entities():
     assert base["train"]["model"]["entities"] is None and ents["train"]["model"]["entities"]["threshold"] == 0.5
     ents["train"]["model"]["entities"] = None
     assert ents == base
+
+
+def test_caption_hints_are_shuffled_dropped_but_one_and_capped():
+    from tomcap.model.entities import caption_hints
+
+    labels = np.array([[1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0]], np.uint8)
+    rng = np.random.default_rng(0)
+    draws = [caption_hints(labels, 3, 0.0, rng) for _ in range(20)]
+    assert all(len(d[0]) == 3 and set(d[0]) <= {0, 1, 2, 3} and d[1] == [1] and d[2] == [] for d in draws)
+    assert len({tuple(d[0]) for d in draws}) > 3  # random order, not caption order
+    dropped = [caption_hints(labels, 3, 0.9, rng) for _ in range(50)]
+    assert all(1 <= len(d[0]) <= 3 and d[1] == [1] for d in dropped)  # a lone entity is never dropped
+    assert np.mean([len(d[0]) for d in dropped]) < 2
+    assert caption_hints(labels, 3, 0.4, np.random.default_rng(5)) == caption_hints(labels, 3, 0.4,
+                                                                                     np.random.default_rng(5))
+
+
+def test_training_batches_take_hints_from_captions_validation_from_the_head(inputs):
+    from tomcap.train.data import ArrayRetrieval, BatchBuilder, TrainData
+
+    data_dir, corpus, embed, gpt2, vocab = inputs
+    cfg = _cfg(gpt2, vocab, train_hints="captions")
+    model = load_adaptor(run_train(cfg, data_dir, corpus=corpus, embed=embed).dir, device="cpu")
+    texts = SINGLE + PAIRS
+    emb = torch.nn.functional.normalize(torch.randn(len(texts), 32), dim=-1).numpy()  # heads predict noise here
+    builder = BatchBuilder(model, cfg, TrainData(texts, emb, [np.array([i]) for i in range(len(texts))]),
+                           ArrayRetrieval(emb, texts))
+    v = EntityVocabulary(VOCAB)
+    builder.entity_labels = v.labels(texts)
+    idx = np.arange(len(SINGLE), len(texts))  # the two-object captions
+    batch = builder.build(idx, np.random.default_rng(1), cond_dropout=0.0)
+    for row, i in enumerate(idx):
+        text = model.tokenizer.decode(batch.input_ids[row][batch.attention_mask[row].bool()])
+        hint = text.split(f"{model.config.prompt_prefix} ", 1)[1].split(".", 1)[0]
+        assert set(hint.split(", ")) == {v.names[j] for j in v.find(texts[i])}, text
+    val = builder.build(idx, np.random.default_rng(1), cond_dropout=0.0, caption_hints=False)
+    lines, _ = model.entity_hints(emb[idx])
+    for row, line in enumerate(lines):
+        text = model.tokenizer.decode(val.input_ids[row][val.attention_mask[row].bool()])
+        assert text.split(f"{model.config.prompt_prefix} ", 1)[1].startswith(line + ".")
+    assert cfg.model.entities.key_dict()["train_hints"] == "captions"
+    assert "train_hints" not in _cfg(gpt2, vocab).model.entities.key_dict()  # older cache keys stay valid

@@ -201,13 +201,16 @@ class TomcapAdaptor(nn.Module):
             return {}
         return {f"{ENTITY_PREFIX}{k}": v for k, v in self.entities.state_dict().items()}
 
-    def entity_hints(self, query: Any) -> tuple[list[str] | None, Any]:
+    def entity_hints(self, query: Any, given: list[list[int]] | None = None) -> tuple[list[str] | None, Any]:
         """(prompt lines or None, (B, max_entities, D_clip) cross-attention inputs or None) of query embeddings
-        (B, D_clip): what the entity head predicts, as the config routes it. (None, None) without entities."""
+        (B, D_clip): what the entity head predicts, as the config routes it. (None, None) without entities.
+        ``given``: entity indices per row to use instead (training on caption hints); rows given [] are predicted."""
         ents = self.config.entities
         if self.entities is None or ents is None:
             return None, None
         chosen = self.entities.predict(query, ents.threshold, ents.max_entities)
+        if given is not None:
+            chosen = [g or c for g, c in zip(given, chosen, strict=True)]
         lines = hint_texts(ents.names, chosen) if ents.prompt else None
         states = self.entities.states(chosen, ents.max_entities) if ents.cross else None
         return lines, states

@@ -24,6 +24,11 @@ class EntityConfig(StageConfig):
     cross: bool = Field(default=True, description="one cross-attention input per entity (its prototype embedding)")
     tokens: int = Field(default=0, ge=0, le=64, description="cross-attention states per entity input (its first "
                         "ones of the condition map); 0: model.condition_tokens")
+    train_hints: Literal["predicted", "captions"] = Field(
+        default="predicted", description="hints while training: the head's predictions on the noised query (as "
+        "captioning gets them), or the entities the target caption names (ViECap), in random order")
+    hint_dropout: float = Field(default=0.0, ge=0, lt=1, description="train_hints captions: each named entity left "
+                                "out with this probability (one is always kept), so the decoder learns to fill in")
     hidden: int = Field(default=512, ge=1, description="width of the entity head's two hidden layers")
     steps: int = Field(default=4000, ge=1, description="entity head training steps (Adam, BCE)")
     batch_size: int = Field(default=256, ge=1)
@@ -38,8 +43,9 @@ class EntityConfig(StageConfig):
     def key_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d.pop("vocabulary")  # where the file lies is not what it holds (its content is an upstream fingerprint)
-        if d["tokens"] == 0:  # what entity configs were before the field
-            del d["tokens"]
+        for name, before in (("tokens", 0), ("train_hints", "predicted"), ("hint_dropout", 0.0)):
+            if d[name] == before:  # what entity configs were before the field
+                del d[name]
         return d
 
 

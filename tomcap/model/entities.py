@@ -120,6 +120,20 @@ class EntityHead(nn.Module):
         return out
 
 
+def caption_hints(labels: np.ndarray, max_entities: int, dropout: float, rng: np.random.Generator
+                  ) -> list[list[int]]:
+    """Per row of ``labels`` (B, E): the entities it names, shuffled (captioning orders them by probability, not
+    by where a caption names them), each dropped with ``dropout`` but one, at most ``max_entities``; [] for none."""
+    out = []
+    for row in np.asarray(labels):
+        js = rng.permutation(np.flatnonzero(row))
+        if dropout and len(js) > 1:
+            kept = js[rng.random(len(js)) >= dropout]
+            js = kept if len(kept) else js[:1]
+        out.append([int(j) for j in js[:max_entities]])
+    return out
+
+
 def hint_texts(names: Sequence[str], chosen: list[list[int]]) -> list[str]:
     """The prompt line of each row's entities (``yellow diamond, brown circle``)."""
     return [HINT_SEPARATOR.join(names[j] for j in js) for js in chosen]

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, InputDataError
 from ..model.adaptor import IGNORE_INDEX, TomcapAdaptor
+from ..model.entities import caption_hints as entity_caption_hints
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -375,6 +376,8 @@ class BatchBuilder:
             raise InputDataError(f"noise std has shape {np.shape(noise_std)}, embeddings have dim {dim}",
                                  fix="use gap statistics computed with the same CLIP model")
         self.model, self.cfg, self.data, self.retrieval, self.correct = model, cfg, data, retrieval, correct
+        self.entity_labels: np.ndarray | None = None
+        """(N, E) entities each row's caption names, when training batches take hints from captions."""
         self.noise_std = np.float32(cfg.noise_std) if noise_std is None else np.asarray(noise_std, np.float32)
         self.tokens: PromptTokens | None = None
         if len(data):
@@ -404,7 +407,10 @@ class BatchBuilder:
             x = np.asarray(self.correct(x), dtype=np.float32)
         return x
 
-    def build(self, idx: np.ndarray, rng: np.random.Generator, cond_dropout: float | None = None) -> Batch:
+    def build(self, idx: np.ndarray, rng: np.random.Generator, cond_dropout: float | None = None,
+              caption_hints: bool = True) -> Batch:
+        """``caption_hints``: take entity hints from ``entity_labels`` when set (training batches; validation
+        batches get the head's predictions, as captioning does)."""
         cfg, k = self.cfg, self.model.config.k
         base = self.query_embeddings(idx)
         if cfg.noise:
@@ -423,7 +429,11 @@ class BatchBuilder:
             if cfg.retrieval_prompt:
                 texts = self.retrieval.texts(rows.ravel())
                 retrieved_texts = [texts[i * k:(i + 1) * k] for i in range(len(idx))]
-        hints, entity_states = self.model.entity_hints(query)
+        given = None
+        if caption_hints and self.entity_labels is not None:
+            ents = self.model.config.entities
+            given = entity_caption_hints(self.entity_labels[idx], ents.max_entities, ents.hint_dropout, rng)
+        hints, entity_states = self.model.entity_hints(query, given)
         if entity_states is not None:  # after the query and the retrieved captions, as captioning places them
             cond = np.concatenate([cond, entity_states], axis=1)
         if hints is not None:
@@ -448,7 +458,8 @@ class BatchBuilder:
         out, b = [], self.cfg.batch_size
         for j, start in enumerate(range(0, len(self.data), b)):
             idx = np.arange(start, min(start + b, len(self.data)))
-            out.append(self.build(idx, np.random.default_rng([self.cfg.seed, seed_tag, j]), cond_dropout=0.0))
+            out.append(self.build(idx, np.random.default_rng([self.cfg.seed, seed_tag, j]), cond_dropout=0.0,
+                                  caption_hints=False))
         return out
 
 

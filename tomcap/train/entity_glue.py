@@ -78,6 +78,8 @@ def fit_entities(model: TomcapAdaptor, vocab: EntityVocabulary, builder: BatchBu
         return add_noise(x, builder.noise_std, cfg.noise_scale_query, rng, cfg.renormalize) if cfg.noise else x
 
     ents = model.config.entities
+    if ents.train_hints == "captions":
+        builder.entity_labels = labels
     losses = fit_head(head, batch, labels, steps=ents.steps, batch_size=ents.batch_size, lr=ents.lr, seed=cfg.seed)
     log.info("entity head: %d entities (%d named in the corpus), BCE %.4f -> %.4f", len(vocab),
              int((named > 0).sum()), losses[0], losses[-1])

@@ -137,12 +137,12 @@ def test_meteor_matches_stock_on_slice(records, tokenized, tmp_path):
         m, m_per = stock.compute_score(gts, res)
     finally:
         del stock
-    # one process (a demo worker pinned to its core): the second run builds the copy and scores on it alone
+    # one process (a demo worker pinned to its core): the first run builds the copy and scores on it alone
     one = tmp_path / "one"
-    alone = [score_items(items, spice=False, cache_dir=one, meteor_workers=1)[0] for _ in range(3)]
+    alone = [score_items(items, spice=False, cache_dir=one, meteor_workers=1)[0] for _ in range(2)]
     assert [(o.timings["meteor_table_cached"], o.timings.get("meteor_table_built", 0.0)) for o in alone] == [
-        (0.0, 0.0), (0.0, 1.0), (1.0, 0.0)]
-    assert [o.timings["meteor_processes"] for o in alone] == [1.0, 1.0, 1.0]
+        (0.0, 1.0), (1.0, 0.0)]
+    assert [o.timings["meteor_processes"] for o in alone] == [1.0, 1.0]
     assert len(list(one.glob("paraphrase-*.gz"))) == 1 and not list(one.glob(".tmp-*"))
     for o in (first, second, third, *alone):
         assert o.metrics["METEOR"] == m

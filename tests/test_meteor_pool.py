@@ -114,8 +114,8 @@ def test_the_eval_skips_a_process_that_died_after_answering(fake):
 
 @pytest.mark.parametrize("built", [True, False])
 def test_one_worker_scores_on_the_copy_it_builds_or_on_the_full_table(fake, monkeypatch, tmp_path, built):
-    """One process and a reference set seen before: the run builds the filtered copy and its only process
-    scores on it; if the filter fails, that process starts on the full table instead of leaving none."""
+    """One process: the run builds the filtered copy and its only process scores on it; if the filter fails,
+    that process starts on the full table instead of leaving none."""
     from tomcap.evaluate import coco_metrics
 
     class Build:
@@ -125,7 +125,6 @@ def test_one_worker_scores_on_the_copy_it_builds_or_on_the_full_table(fake, monk
     monkeypatch.setattr(coco_metrics.ParaphraseCache, "start_build", lambda self, key, refs: Build())
     hyps, refs, expected = _inputs(3 * meteor.CHUNK_LINES)
     raw = [r for rs in refs for r in rs]
-    coco_metrics.ParaphraseCache(tmp_path).mark_seen(coco_metrics.cache_key(raw))
     timings: dict[str, float] = {}
     side = coco_metrics._MeteorSide(1, 1, tmp_path, raw, timings)
     side.references_ready(raw)

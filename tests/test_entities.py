@@ -238,3 +238,27 @@ def test_training_batches_take_hints_from_captions_validation_from_the_head(inpu
         assert text.split(f"{model.config.prompt_prefix} ", 1)[1].startswith(line + ".")
     assert cfg.model.entities.key_dict()["train_hints"] == "captions"
     assert "train_hints" not in _cfg(gpt2, vocab).model.entities.key_dict()  # older cache keys stay valid
+
+
+def _corpus_embeddings(corpus, embed) -> tuple[np.ndarray, list[str]]:
+    from tomcap.corpus.stage import read_corpus
+    from tomcap.embed.store import EmbeddingSet
+
+    emb = EmbeddingSet.open(embed)
+    order = {i: r for r, i in enumerate(emb.id_list().tolist())}
+    df = read_corpus(corpus)
+    return np.stack([emb.rows(np.array([order[i]]))[0] for i in df["caption_id"].to_list()]), df["text"].to_list()
+
+
+def test_a_count_head_decides_how_many_entities_are_hinted(inputs):
+    data_dir, corpus, embed, gpt2, vocab = inputs
+    ref = run_train(_cfg(gpt2, vocab, count_hidden=16, count_steps=300), data_dir, corpus=corpus, embed=embed)
+    info = ref.manifest().info["entity_head"]
+    assert info["count_losses"][-1] < info["count_losses"][0] / 2
+    model = load_adaptor(ref.dir, device="cpu")
+    assert model.entities.count is not None
+    x, texts = _corpus_embeddings(corpus, embed)
+    chosen = model.entities.predict(x, threshold=0.999, max_entities=3)  # the count, not the threshold, decides
+    v = EntityVocabulary(VOCAB)
+    assert np.mean([len(c) == len(v.find(t)) for c, t in zip(chosen, texts)]) >= 0.8
+    assert {len(c) for c in chosen} == {1, 2}

@@ -190,7 +190,7 @@ class TomcapAdaptor(nn.Module):
         if not ents.names:
             raise ConfigError("model.entities.names is empty (the vocabulary was not read)",
                               fix="train through the train stage, which fills them in from entities.vocabulary")
-        head = EntityHead(config.clip_dim, len(ents.names), ents.hidden)
+        head = EntityHead(config.clip_dim, len(ents.names), ents.hidden, ents.count_hidden, ents.max_entities)
         for p in head.parameters():
             p.requires_grad_(False)
         return head

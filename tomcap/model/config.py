@@ -30,6 +30,9 @@ class EntityConfig(StageConfig):
     hint_dropout: float = Field(default=0.0, ge=0, lt=1, description="train_hints captions: each named entity left "
                                 "out with this probability (one is always kept), so the decoder learns to fill in")
     hidden: int = Field(default=512, ge=1, description="width of the entity head's two hidden layers")
+    count_hidden: int = Field(default=0, ge=0, description="> 0: a count head of this width predicts how many "
+                              "entities to hint (1 ... max_entities) instead of the threshold")
+    count_steps: int = Field(default=2000, ge=1, description="count head training steps (Adam, cross-entropy)")
     steps: int = Field(default=4000, ge=1, description="entity head training steps (Adam, BCE)")
     batch_size: int = Field(default=256, ge=1)
     lr: float = Field(default=1e-3, gt=0)
@@ -43,7 +46,9 @@ class EntityConfig(StageConfig):
     def key_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d.pop("vocabulary")  # where the file lies is not what it holds (its content is an upstream fingerprint)
-        for name, before in (("tokens", 0), ("train_hints", "predicted"), ("hint_dropout", 0.0)):
+        if d["count_hidden"] == 0:
+            del d["count_steps"]
+        for name, before in (("tokens", 0), ("train_hints", "predicted"), ("hint_dropout", 0.0), ("count_hidden", 0)):
             if d[name] == before:  # what entity configs were before the field
                 del d[name]
         return d

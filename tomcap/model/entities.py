@@ -89,12 +89,14 @@ def entity_prototypes(chunks: Iterable[tuple[int, np.ndarray]], labels: np.ndarr
 
 
 class EntityHead(nn.Module):
-    """MLP: query embedding (B, D) -> entity logits (B, E); ``table`` (E, D): the entities' cross-attention inputs."""
+    """MLP: query embedding (B, D) -> entity logits (B, E); ``table`` (E, D): the entities' cross-attention inputs.
+    ``count_hidden`` > 0 adds ``count``, a small MLP of its own: logits (B, max_entities) of how many entities the
+    query holds (1 ... max_entities); the threshold then no longer decides how many are hinted."""
 
-    def __init__(self, clip_dim: int, n_entities: int, hidden: int):
+    def __init__(self, clip_dim: int, n_entities: int, hidden: int, count_hidden: int = 0, max_entities: int = 3):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(clip_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, n_entities))
+        self.net = _mlp(clip_dim, hidden, n_entities)
+        self.count = _mlp(clip_dim, count_hidden, max_entities) if count_hidden else None
         self.register_buffer("table", torch.zeros(n_entities, clip_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,12 +104,15 @@ class EntityHead(nn.Module):
 
     @torch.no_grad()
     def predict(self, emb: np.ndarray | torch.Tensor, threshold: float, max_entities: int) -> list[list[int]]:
-        """Per row: entities with probability > ``threshold``, most probable first, at most ``max_entities``,
-        at least the most probable one."""
+        """Per row, most probable first: the count head's number of entities when there is one, else those with
+        probability > ``threshold``; at most ``max_entities``, at least the most probable one."""
         x = torch.as_tensor(np.asarray(emb, np.float32) if not torch.is_tensor(emb) else emb.float())
-        dev = self.table.device
-        p = torch.sigmoid(self.net(x.to(dev))).cpu().numpy()
+        x = x.to(self.table.device)
+        p = torch.sigmoid(self.net(x)).cpu().numpy()
         top = np.argsort(-p, axis=1, kind="stable")[:, :max_entities]
+        if self.count is not None:
+            n = self.count(x).argmax(1).cpu().numpy() + 1
+            return [[int(j) for j in row[:k]] for row, k in zip(top, n)]
         return [[int(j) for j in row if pr[j] > threshold] or [int(row[0])] for row, pr in zip(top, p)]
 
     def states(self, chosen: list[list[int]], slots: int) -> np.ndarray:
@@ -118,6 +123,11 @@ class EntityHead(nn.Module):
         for i, js in enumerate(chosen):
             out[i, : len(js)] = table[js[:slots]]
         return out
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                         nn.Linear(hidden, d_out))
 
 
 def caption_hints(labels: np.ndarray, max_entities: int, dropout: float, rng: np.random.Generator
@@ -143,19 +153,42 @@ def fit_head(head: EntityHead, batch: Callable[[np.ndarray, np.random.Generator]
              *, steps: int, batch_size: int, lr: float, seed: int) -> list[float]:
     """Adam on BCE; ``batch(rows, rng)`` gives the (noised) query embeddings of ``rows``. Returns the loss
     every 100 steps. Seeded: the same inputs give the same head."""
-    rng = np.random.default_rng([seed, 7])
-    params = list(head.net.parameters())
+    def loss(out: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        y = torch.from_numpy(labels[rows].astype(np.float32)).to(out.device)
+        return nn.functional.binary_cross_entropy_with_logits(out, y)
+
+    return _adam_fit(head.net, batch, len(labels), loss, steps=steps, batch_size=batch_size, lr=lr, seed=[seed, 7])
+
+
+def fit_count(head: EntityHead, batch: Callable[[np.ndarray, np.random.Generator], np.ndarray], labels: np.ndarray,
+              *, steps: int, batch_size: int, lr: float, seed: int) -> list[float]:
+    """Adam on cross-entropy for ``head.count``: how many entities each row's caption names (1 ... the head's
+    maximum; a caption naming none counts as 1, as predictions always hint one)."""
+    top = head.count[-1].out_features
+    counts = torch.from_numpy(np.clip(labels.sum(1, dtype=np.int64), 1, top) - 1)
+
+    def loss(out: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        return nn.functional.cross_entropy(out, counts[rows].to(out.device))
+
+    return _adam_fit(head.count, batch, len(labels), loss, steps=steps, batch_size=batch_size, lr=lr,
+                     seed=[seed, 8])
+
+
+def _adam_fit(net: nn.Module, batch: Callable[[np.ndarray, np.random.Generator], np.ndarray], n_rows: int,
+              loss_fn: Callable[[torch.Tensor, np.ndarray], torch.Tensor], *, steps: int, batch_size: int, lr: float,
+              seed: list[int]) -> list[float]:
+    rng = np.random.default_rng(seed)
+    params = list(net.parameters())
     for p in params:  # frozen inside the adaptor: trained here only, never by the adaptor's optimizer
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
-    dev = head.table.device
+    dev = params[0].device
     losses = []
-    head.train()
+    net.train()
     for step in range(steps):
-        rows = np.sort(rng.integers(len(labels), size=batch_size))
+        rows = np.sort(rng.integers(n_rows, size=batch_size))
         x = torch.from_numpy(np.ascontiguousarray(batch(rows, rng), dtype=np.float32)).to(dev)
-        y = torch.from_numpy(labels[rows].astype(np.float32)).to(dev)
-        loss = nn.functional.binary_cross_entropy_with_logits(head(x), y)
+        loss = loss_fn(net(x), rows)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -163,5 +196,5 @@ def fit_head(head: EntityHead, batch: Callable[[np.ndarray, np.random.Generator]
             losses.append(round(float(loss.detach()), 5))
     for p in params:
         p.requires_grad_(False)
-    head.eval()
+    net.eval()
     return losses

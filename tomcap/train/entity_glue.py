@@ -17,7 +17,7 @@ from ..errors import ConfigError, InputDataError
 from ..manifest import input_sha256
 from ..model.adaptor import TomcapAdaptor
 from ..model.config import AdaptorConfig
-from ..model.entities import EntityVocabulary, entity_prototypes, fit_head
+from ..model.entities import EntityVocabulary, entity_prototypes, fit_count, fit_head
 from .config import TrainConfig
 from .data import BatchBuilder, add_noise
 
@@ -83,5 +83,9 @@ def fit_entities(model: TomcapAdaptor, vocab: EntityVocabulary, builder: BatchBu
     losses = fit_head(head, batch, labels, steps=ents.steps, batch_size=ents.batch_size, lr=ents.lr, seed=cfg.seed)
     log.info("entity head: %d entities (%d named in the corpus), BCE %.4f -> %.4f", len(vocab),
              int((named > 0).sum()), losses[0], losses[-1])
-    return {"entities": len(vocab), "entities_in_corpus": int((named > 0).sum()),
+    info = {"entities": len(vocab), "entities_in_corpus": int((named > 0).sum()),
             "captions_with_entities": int((labels.sum(1) > 0).sum()), "head_losses": losses}
+    if head.count is not None:
+        info["count_losses"] = fit_count(head, batch, labels, steps=ents.count_steps, batch_size=ents.batch_size,
+                                         lr=ents.lr, seed=cfg.seed)
+    return info

@@ -187,15 +187,19 @@ def test_entity_inputs_keep_their_first_states_only(inputs):
         model.project(cond[:, :3])
 
 
-def test_the_entity_demo_config_is_the_demo_plus_entities():
+def test_the_no_hint_demo_config_is_the_demo_without_entities():
     from tomcap.constants import DEMO_CONFIG_FILE
     from tomcap.settings import load_pipeline_config
 
     base = load_pipeline_config(DEMO_CONFIG_FILE).model_dump(mode="json")
-    ents = load_pipeline_config(DEMO_CONFIG_FILE.with_name("demo_entities.yaml")).model_dump(mode="json")
-    assert base["train"]["model"]["entities"] is None and ents["train"]["model"]["entities"]["threshold"] == 0.5
-    ents["train"]["model"]["entities"] = None
-    assert ents == base
+    plain = load_pipeline_config(DEMO_CONFIG_FILE.with_name("demo_no_hints.yaml")).model_dump(mode="json")
+    assert plain["train"]["model"]["entities"] is None and base["train"]["model"]["entities"]["count_hidden"] == 128
+    assert (plain["train"]["steps"], base["train"]["steps"]) == (1000, 700)
+    for cfg in (base, plain):
+        cfg["train"]["model"]["entities"] = None
+        for field in ("steps", "warmup_steps", "eval_every", "checkpoint_every"):  # the schedule, scaled with the steps
+            del cfg["train"][field]
+    assert plain == base
 
 
 def test_caption_hints_are_shuffled_dropped_but_one_and_capped():

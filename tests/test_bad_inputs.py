@@ -143,6 +143,15 @@ def test_non_finite_number_in_a_config(tmp_path, capsys):
     error_line(code, err, str(cfg), "guidance_scale", "finite")
 
 
+def test_a_section_clip_that_contradicts_clip(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    sections = "".join(f"{s}: {{model: ViT-B-32}}\n" for s in ("embed", "embed_images", "test_images", "paired_images"))
+    cfg.write_text("clip: {model: tomcap-test-tiny}\n" + sections)
+    code, _, err = run_cli(capsys, "corpus", "--config", cfg, "--data-dir", tmp_path / "data")
+    error_line(code, err, str(cfg), "clip.model is 'tomcap-test-tiny' but embed.model is 'ViT-B-32'")
+    assert not (tmp_path / "data").exists()
+
+
 def test_non_finite_override_is_refused_by_the_config_layer():
     from tomcap.errors import ConfigError
     from tomcap.generate.config import DecodeConfig

@@ -90,6 +90,14 @@ class PipelineConfig(StageConfig):
 
     @model_validator(mode="after")
     def _same_clip(self) -> "PipelineConfig":
+        if self.clip is not None:  # a section that names its own model would otherwise win over clip: silently
+            for f in sorted(self.clip.model_fields_set & set(CLIP_FIELDS)):
+                want = getattr(self.clip, f)
+                for s in CLIP_SECTIONS:
+                    got = getattr(getattr(self, s), f)
+                    if got != want:
+                        raise ValueError(f"clip.{f} is {want!r} but {s}.{f} is {got!r}; fix: set {f} once under "
+                                         f"'clip:' and remove it from {s}")
         chosen = {s: tuple(getattr(getattr(self, s), f) for f in CLIP_FIELDS) for s in CLIP_SECTIONS}
         if len(set(chosen.values())) > 1:
             raise ValueError(f"sections use different CLIP models {chosen}; fix: set the model once under 'clip:' "

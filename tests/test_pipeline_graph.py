@@ -129,10 +129,16 @@ def test_with_clip_reaches_every_clip_section_and_refuses_other_fields():
     from tomcap.settings import CLIP_SECTIONS
 
     cfg = PipelineConfig.model_validate({"clip": {"model": "RN50", "pretrained": "old.safetensors"}})
-    # the dumped-and-edited route changes nothing: every section kept its own copy
+    # the dumped-and-edited route is refused (every section kept its own copy, which would silently win)
     data = cfg.model_dump()
     data["clip"]["pretrained"] = "new.safetensors"
-    assert PipelineConfig.model_validate(data).embed.pretrained == "old.safetensors"
+    with pytest.raises(ValueError, match="clip.pretrained is 'new.safetensors' but embed.pretrained is 'old"):
+        PipelineConfig.model_validate(data)
+    # a run form's clip (settings.overlay) reaches every section, as clip: in a file does
+    from tomcap.settings import overlay
+
+    formed = overlay(cfg, {"clip": {"model": "RN50", "pretrained": "new.safetensors"}})
+    assert all(getattr(formed, s).pretrained == "new.safetensors" for s in CLIP_SECTIONS)
     new = cfg.with_clip(pretrained="new.safetensors")
     assert new.clip.pretrained == "new.safetensors" and new.clip.model == "RN50"
     assert all(getattr(new, s).pretrained == "new.safetensors" and getattr(new, s).model == "RN50"

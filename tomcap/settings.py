@@ -175,6 +175,12 @@ def overlay(base: PipelineConfig, changes: PipelineConfig | Mapping[str, Any]) -
     else:
         delta = _changed(dict(changes), PipelineConfig().model_dump(mode="json"))
         delta = {} if delta is _SAME else delta
+    if isinstance(delta.get("clip"), dict):  # a new clip: reaches every CLIP section, as in a config file
+        for section in CLIP_SECTIONS:
+            sub = delta.setdefault(section, {})
+            for f in CLIP_FIELDS:
+                if f in delta["clip"]:
+                    sub.setdefault(f, delta["clip"][f])
     data = _deep_update(base.model_dump(mode="json"), delta)
     return validate_config(PipelineConfig, data, source="run parameters")
 

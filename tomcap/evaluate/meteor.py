@@ -43,10 +43,10 @@ FILTERED_TABLE_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 second core to a second process (C2 and G1 threads cost ~2x the CPU; two G1 processes on two cores
 were no faster than one)."""
 CHUNK_LINES = 64
+"""SCORE lines handed to a process at a time (~0.1 s of its work; the replies fit in a pipe buffer)."""
 FULL_TABLE = Path("<full paraphrase table>")
 """What a ``MeteorPool`` ``later`` callable returns to start its process on the full table after all (a
 filter that failed must not leave a one-process pool without a scorer)."""
-"""SCORE lines handed to a process at a time (~0.1 s of its work; the replies fit in a pipe buffer)."""
 
 
 def _score_line(hypothesis: str, references: Sequence[str]) -> str:

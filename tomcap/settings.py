@@ -76,17 +76,7 @@ class PipelineConfig(StageConfig):
     @model_validator(mode="before")
     @classmethod
     def _spread_clip(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("clip"), dict):
-            return data
-        clip = data["clip"]
-        data = dict(data)
-        for section in CLIP_SECTIONS:
-            sub = dict(data.get(section) or {})
-            for f in CLIP_FIELDS:
-                if f in clip:
-                    sub.setdefault(f, clip[f])
-            data[section] = sub
-        return data
+        return spread_clip(data)
 
     @model_validator(mode="after")
     def _same_clip(self) -> "PipelineConfig":
@@ -165,6 +155,21 @@ def _changed(data: Any, default: Any) -> Any:
     return _SAME if data == default else data
 
 
+def spread_clip(data: Any) -> Any:
+    """``data`` (a raw config dict) with ``clip:``'s fields copied into every CLIP section that does not set them."""
+    if not isinstance(data, dict) or not isinstance(data.get("clip"), dict):
+        return data
+    clip = data["clip"]
+    data = dict(data)
+    for section in CLIP_SECTIONS:
+        sub = dict(data.get(section) or {})
+        for f in CLIP_FIELDS:
+            if f in clip:
+                sub.setdefault(f, clip[f])
+        data[section] = sub
+    return data
+
+
 def overlay(base: PipelineConfig, changes: PipelineConfig | Mapping[str, Any]) -> PipelineConfig:
     """``base`` with every field that ``changes`` sets away from its default (a run form over a config
     file): a field left at its default in ``changes`` keeps ``base``'s value. ``changes`` may be the
@@ -175,12 +180,7 @@ def overlay(base: PipelineConfig, changes: PipelineConfig | Mapping[str, Any]) -
     else:
         delta = _changed(dict(changes), PipelineConfig().model_dump(mode="json"))
         delta = {} if delta is _SAME else delta
-    if isinstance(delta.get("clip"), dict):  # a new clip: reaches every CLIP section, as in a config file
-        for section in CLIP_SECTIONS:
-            sub = delta.setdefault(section, {})
-            for f in CLIP_FIELDS:
-                if f in delta["clip"]:
-                    sub.setdefault(f, delta["clip"][f])
+    delta = spread_clip(delta)  # a new clip: reaches every CLIP section, as in a config file
     data = _deep_update(base.model_dump(mode="json"), delta)
     return validate_config(PipelineConfig, data, source="run parameters")
 

@@ -152,6 +152,15 @@ def test_a_section_clip_that_contradicts_clip(tmp_path, capsys):
     assert not (tmp_path / "data").exists()
 
 
+def test_hint_dropout_without_caption_hints(tmp_path, capsys):
+    # predicted training hints are never dropped: the field would silently do nothing
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train: {model: {entities: {hint_dropout: 0.3}}}\n")
+    code, _, err = run_cli(capsys, "corpus", "--config", cfg, "--data-dir", tmp_path / "data")
+    error_line(code, err, str(cfg), "hint_dropout", "train_hints")
+    assert not (tmp_path / "data").exists()
+
+
 def test_non_finite_override_is_refused_by_the_config_layer():
     from tomcap.errors import ConfigError
     from tomcap.generate.config import DecodeConfig

@@ -208,9 +208,14 @@ class TomcapAdaptor(nn.Module):
         ents = self.config.entities
         if self.entities is None or ents is None:
             return None, None
-        chosen = self.entities.predict(query, ents.threshold, ents.max_entities)
-        if given is not None:
-            chosen = [g or c for g, c in zip(given, chosen, strict=True)]
+        if given is None:
+            chosen = self.entities.predict(query, ents.threshold, ents.max_entities)
+        else:  # the head runs on the rows without caption hints only (most batches: none)
+            if len(given) != len(query):
+                raise ValueError(f"entity_hints: {len(given)} given rows for {len(query)} queries")
+            need = [i for i, g in enumerate(given) if not g]
+            predicted = iter(self.entities.predict(query[need], ents.threshold, ents.max_entities) if need else ())
+            chosen = [g or next(predicted) for g in given]
         lines = hint_texts(ents.names, chosen) if ents.prompt else None
         states = self.entities.states(chosen, ents.max_entities) if ents.cross else None
         return lines, states

@@ -41,6 +41,9 @@ class EntityConfig(StageConfig):
     def _check(self) -> "EntityConfig":
         if not (self.prompt or self.cross):
             raise ValueError("entities.prompt and entities.cross are both false; fix: set one true or drop entities")
+        if self.hint_dropout and self.train_hints != "captions":  # predicted hints are never dropped
+            raise ValueError("entities.hint_dropout is set but entities.train_hints is 'predicted'; fix: set "
+                             "train_hints: captions or drop hint_dropout")
         return self
 
     def key_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from .decoding import DecodeConfig, Hypothesis, decode
 from .guidance import ADAPTOR_MODEL, BASE_LM_MODEL, COND, LM, UNCOND, Guidance
+from .hint_guide import hint_phrases
 from .rerank import pick_best, rerank_scores
 from .streams import Stream
 
@@ -79,11 +80,19 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
                           fix=f"set generate.decode.max_new_tokens <= {model.max_length - 2}")
     img = torch.tensor(np.asarray(image_emb), dtype=torch.float32)
     ret = None if retrieved_emb is None else torch.tensor(np.asarray(retrieved_emb), dtype=torch.float32)
-    entities = model.entity_hints(img)
+    chosen = model.choose_entities(img)
+    entities = model.entity_hints(img, chosen)
+    phrases = None
+    if cfg.hint_bonus:
+        if chosen is None:
+            raise ConfigError("generate.decode.hint_bonus is set but the checkpoint has no entity head",
+                              fix="set hint_bonus: 0, or caption with a model trained with train.model.entities")
+        names = model.config.entities.names
+        phrases = hint_phrases(model.tokenizer, [[names[j] for j in js] for js in chosen])
     streams = build_streams(model, img, retrieved_texts, ret, guidance, budget, entities)
     models = {ADAPTOR_MODEL: model} if base_lm is None else {ADAPTOR_MODEL: model, BASE_LM_MODEL: base_lm}
     with torch.inference_mode():
-        cands: list[list[Hypothesis]] = decode(models, streams, cfg, model.eos_id, model.pad_id)
+        cands: list[list[Hypothesis]] = decode(models, streams, cfg, model.eos_id, model.pad_id, phrases)
     texts = [[model.decode(h.tokens) for h in c] for c in cands]
     hints = entities[0] or [None] * len(texts)
     if not cfg.reranks:

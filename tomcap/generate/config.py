@@ -33,6 +33,8 @@ class DecodeConfig(StageConfig):
                                      "candidate loses per earlier group that chose its token at the same step")
     clip_rerank: bool = Field(default=False, description="beam: rerank the finished beams by CLIP similarity to the "
                               "image (+ likelihood_weight x mean log-score), as sampling always does")
+    hint_bonus: float = Field(default=0.0, ge=0, description="models with entity hints: log-score added to the "
+                              "tokens that start or continue a hinted entity not yet named (0 = off)")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -50,6 +52,8 @@ class DecodeConfig(StageConfig):
         if d.get("beam_groups") == 1 and d.get("diversity_penalty") == 0:
             d.pop("beam_groups")
             d.pop("diversity_penalty")
+        if d.get("hint_bonus") == 0:
+            d.pop("hint_bonus")
         return d
 
     @property

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .config import DecodeConfig
 from .guidance import GuidedScorer
+from .hint_guide import Phrases, add_hint_bonus
 from .streams import Stream
 
 NEG_INF = float("-inf")
@@ -57,7 +58,7 @@ def _top_p_filter(logits: Tensor, top_p: float) -> Tensor:
 
 
 def _run_independent(models: dict[str, nn.Module], streams: dict[str, list[Stream]], cfg: DecodeConfig,
-                     eos_id: int, pad_id: int, sample: bool) -> list[Hypothesis]:
+                     eos_id: int, pad_id: int, sample: bool, hints: list[Phrases] | None = None) -> list[Hypothesis]:
     """Greedy (or sampled) continuation of every row independently."""
     scorer = GuidedScorer(models, streams, cfg.guidance(), pad_id, batched=cfg.batched_guidance)
     n = scorer.n
@@ -68,6 +69,8 @@ def _run_independent(models: dict[str, nn.Module], streams: dict[str, list[Strea
     scores = scorer.start()
     for step in range(cfg.max_new_tokens):
         scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size)
+        if hints is not None:
+            scores = add_hint_bonus(scores, seqs, hints, cfg.hint_bonus)
         if sample:
             logits = _top_p_filter(torch.log_softmax(scores / cfg.temperature, -1), cfg.top_p)
             tokens = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=gen).squeeze(1).to(scores.device)
@@ -89,15 +92,18 @@ def _run_independent(models: dict[str, nn.Module], streams: dict[str, list[Strea
     return [Hypothesis(tokens=s, score=t) for s, t in zip(seqs, totals)]
 
 
-def greedy_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[Hypothesis]:
+def greedy_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int,
+                  hints: list[Phrases] | None = None) -> list[Hypothesis]:
     """One hypothesis per image: argmax of the guided score at each step."""
-    return _run_independent(models, streams, cfg, eos_id, pad_id, sample=False)
+    return _run_independent(models, streams, cfg, eos_id, pad_id, sample=False, hints=hints)
 
 
-def sample_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[list[Hypothesis]]:
+def sample_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int,
+                  hints: list[Phrases] | None = None) -> list[list[Hypothesis]]:
     """``num_samples`` top-p samples per image (for reranking)."""
     k = cfg.num_samples
-    flat = _run_independent(models, _repeat(streams, k), cfg, eos_id, pad_id, sample=True)
+    rows = None if hints is None else [h for h in hints for _ in range(k)]
+    flat = _run_independent(models, _repeat(streams, k), cfg, eos_id, pad_id, sample=True, hints=rows)
     return [flat[i * k:(i + 1) * k] for i in range(len(flat) // k)]
 
 
@@ -105,7 +111,8 @@ def _normalised(score: float, length: int, penalty: float) -> float:
     return score / max(length, 1) ** penalty
 
 
-def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) -> list[list[Hypothesis]]:
+def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int,
+                hints: list[Phrases] | None = None) -> list[list[Hypothesis]]:
     """Beam search with length penalty; every image's finished hypotheses, best (length-normalised) first.
 
     With ``beam_groups`` G > 1 this is diverse beam search (Vijayakumar et al., 2018): the w beams form G
@@ -134,6 +141,8 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
     diverse = groups > 1 and cfg.diversity_penalty > 0  # plain beam search keeps no token counts in its hot loop
     for step in range(cfg.max_new_tokens):
         scores = _block_repeats(scores, seqs, cfg.no_repeat_ngram_size).cpu()
+        if hints is not None:  # rows are image-major over the images still searching
+            scores = add_hint_bonus(scores, seqs, [hints[b] for b in active for _ in range(w)], cfg.hint_bonus)
         vocab = scores.shape[-1]
         total = (beam_scores.reshape(-1, 1) + scores).reshape(len(active), groups, wg * vocab)
         chosen = torch.zeros(len(active), vocab) if diverse else None  # tokens earlier groups chose at this step
@@ -197,12 +206,14 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int) ->
 
 
 def decode(models: dict[str, nn.Module], streams: dict[str, list[Stream]], cfg: DecodeConfig, eos_id: int,
-           pad_id: int) -> list[list[Hypothesis]]:
+           pad_id: int, hints: list[Phrases] | None = None) -> list[list[Hypothesis]]:
     """Candidates per image: one for greedy and beam, ``num_samples`` for sampling, every finished beam for
-    beam search with ``clip_rerank`` (best first)."""
+    beam search with ``clip_rerank`` (best first). ``hints``: each image's hinted phrases (token ids), which
+    ``cfg.hint_bonus`` steers toward (:mod:`tomcap.generate.hint_guide`)."""
+    hints = hints if cfg.hint_bonus else None
     if cfg.strategy == "greedy":
-        return [[h] for h in greedy_decode(models, streams, cfg, eos_id, pad_id)]
+        return [[h] for h in greedy_decode(models, streams, cfg, eos_id, pad_id, hints)]
     if cfg.strategy == "beam":
-        beams = beam_decode(models, streams, cfg, eos_id, pad_id)
+        beams = beam_decode(models, streams, cfg, eos_id, pad_id, hints)
         return beams if cfg.clip_rerank else [f[:1] for f in beams]
-    return sample_decode(models, streams, cfg, eos_id, pad_id)
+    return sample_decode(models, streams, cfg, eos_id, pad_id, hints)

@@ -201,6 +201,14 @@ class TomcapAdaptor(nn.Module):
             return {}
         return {f"{ENTITY_PREFIX}{k}": v for k, v in self.entities.state_dict().items()}
 
+    def choose_entities(self, query: Any) -> list[list[int]] | None:
+        """The entity head's entities per row of query embeddings (B, D_clip), most probable first; None
+        without entities."""
+        ents = self.config.entities
+        if self.entities is None or ents is None:
+            return None
+        return self.entities.predict(query, ents.threshold, ents.max_entities)
+
     def entity_hints(self, query: Any, given: list[list[int]] | None = None) -> tuple[list[str] | None, Any]:
         """(prompt lines or None, (B, max_entities, D_clip) cross-attention inputs or None) of query embeddings
         (B, D_clip): what the entity head predicts, as the config routes it. (None, None) without entities.

@@ -195,8 +195,10 @@ def test_the_no_hint_demo_config_is_the_demo_without_entities():
     plain = load_pipeline_config(DEMO_CONFIG_FILE.with_name("demo_no_hints.yaml")).model_dump(mode="json")
     assert plain["train"]["model"]["entities"] is None and base["train"]["model"]["entities"]["count_hidden"] == 128
     assert (plain["train"]["steps"], base["train"]["steps"]) == (1000, 700)
+    assert (plain["generate"]["decode"]["hint_bonus"], base["generate"]["decode"]["hint_bonus"]) == (0.0, 1.0)
     for cfg in (base, plain):
         cfg["train"]["model"]["entities"] = None
+        cfg["generate"]["decode"]["hint_bonus"] = 0.0  # no hints to steer toward without an entity head
         for field in ("steps", "warmup_steps", "eval_every", "checkpoint_every"):  # the schedule, scaled with the steps
             del cfg["train"][field]
     assert plain == base

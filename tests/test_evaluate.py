@@ -115,7 +115,7 @@ def test_tokenizer_matches_stock(records):
 
 @pytest.mark.slow
 @NEEDS_JAVA
-def test_meteor_matches_stock_on_slice(records, tokenized, tmp_path):
+def test_meteor_matches_stock_on_slice(records, tokenized, tmp_path, monkeypatch):
     """Our warm METEOR returns stock Meteor's numbers in each of its set-ups: the full paraphrase
     table (first run against new references), full table plus a process joining on the filtered
     copy (second run: builds the copy) and the filtered copy alone (later runs)."""
@@ -144,7 +144,11 @@ def test_meteor_matches_stock_on_slice(records, tokenized, tmp_path):
         (0.0, 1.0), (1.0, 0.0)]
     assert [o.timings["meteor_processes"] for o in alone] == [1.0, 1.0]
     assert len(list(one.glob("paraphrase-*.gz"))) == 1 and not list(one.glob(".tmp-*"))
-    for o in (first, second, third, *alone):
+    # a relative cache dir (`--data-dir data`): the jar runs in its own folder, so the copy must be named absolutely
+    monkeypatch.chdir(tmp_path)
+    relative = [score_items(items, spice=False, cache_dir=Path("rel"), meteor_workers=1)[0] for _ in range(2)]
+    assert [o.timings["meteor_table_cached"] for o in relative] == [0.0, 1.0]
+    for o in (first, second, third, *alone, *relative):
         assert o.metrics["METEOR"] == m
         assert o.per_image["METEOR"].tolist() == m_per
 

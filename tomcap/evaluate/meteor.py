@@ -65,7 +65,8 @@ class MeteorProcess:
             full = stored_copy()  # the same table, faster to read (meteor_table.py)
             jvm, extra = (*FULL_TABLE_JVM, f"-Xms{heap}"), ([] if full is None else ["-a", str(full)])
         else:
-            jvm, extra = FILTERED_TABLE_JVM, ["-a", str(paraphrase)]
+            # absolute: the jar runs in its own folder, where a relative --data-dir's table is not
+            jvm, extra = FILTERED_TABLE_JVM, ["-a", str(Path(paraphrase).resolve())]
         cmd = [java_executable(), *jvm, "-jar", f"-Xmx{heap}", METEOR_JAR, *METEOR_ARGS, *extra]
         self._proc = subprocess.Popen(cmd, cwd=jar_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr)

@@ -75,3 +75,26 @@ def test_hint_bonus_without_an_entity_head_is_refused(tmp_path):
     img = np.ones((1, CLIP_DIM), np.float32) / np.sqrt(CLIP_DIM)
     with pytest.raises(ConfigError, match="hint_bonus"):
         caption_batch(model, img, [[]], None, DecodeConfig(hint_bonus=1.0, max_new_tokens=4))
+
+
+def test_captions_of_an_entity_model_say_their_own_hints(tmp_path):
+    # the glue: each image's predicted entity names -> token ids as a caption says them -> that image's search
+    from test_captioner import CLIP_DIM, K, TEXTS
+
+    from tomcap.generate.captioner import caption_batch
+    from tomcap.model import AdaptorConfig, build_adaptor
+    from tomcap.model.tiny import make_random_gpt2
+
+    names = ("blue ball", "green cube", "red cube")
+    torch.manual_seed(0)
+    model = build_adaptor(AdaptorConfig(gpt2_dir=make_random_gpt2(tmp_path, TEXTS), clip_dim=CLIP_DIM, k=K,
+                                        lora_rank=2, entities={"names": names, "hidden": 8,
+                                                               "max_entities": 1})).eval()
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(6, CLIP_DIM)).astype(np.float32)
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    cfg = DecodeConfig(strategy="beam", beam_size=2, max_new_tokens=8, no_repeat_ngram_size=0)
+    guided = caption_batch(model, img, [[] for _ in img], None, cfg.model_copy(update={"hint_bonus": 30.0}))
+    assert len({c.entities for c in guided}) > 1  # the images are hinted different entities
+    for c in guided:
+        assert c.entities in names and c.entities in c.text, (c.entities, c.text)

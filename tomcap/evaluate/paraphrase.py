@@ -66,7 +66,7 @@ class ParaphraseCache:
     """Filtered paraphrase tables in ``folder``, one per reference set."""
 
     def __init__(self, folder: Path):
-        self.folder = Path(folder).resolve()  # the METEOR jar runs in its own folder: relative paths break there
+        self.folder = Path(folder)
 
     def path(self, key: str) -> Path:
         return self.folder / f"paraphrase-{key}.gz"

@@ -19,18 +19,20 @@ Phrases = list[list[int]]
 
 def says(seq: Sequence[int], phrase: Sequence[int]) -> bool:
     """Whether ``phrase`` occurs contiguously in ``seq``."""
+    seq, phrase = list(seq), list(phrase)  # slices of one type compare; a tuple never equals a list
     n = len(phrase)
-    return any(list(seq[i:i + n]) == list(phrase) for i in range(len(seq) - n + 1))
+    return any(seq[i:i + n] == phrase for i in range(len(seq) - n + 1))
 
 
 def next_hint_tokens(seq: Sequence[int], phrases: Phrases) -> list[int]:
     """Per phrase not yet said: its next token (the first one, or the one after the longest beginning of the
     phrase that ``seq`` ends with)."""
+    seq = list(seq)
     out = []
-    for p in phrases:
+    for p in map(list, phrases):
         if not p or says(seq, p):
             continue
-        k = next((k for k in range(min(len(p) - 1, len(seq)), 0, -1) if list(seq[-k:]) == list(p[:k])), 0)
+        k = next((k for k in range(min(len(p) - 1, len(seq)), 0, -1) if seq[-k:] == p[:k]), 0)
         out.append(p[k])
     return out
 

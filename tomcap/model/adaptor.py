@@ -217,12 +217,12 @@ class TomcapAdaptor(nn.Module):
         if self.entities is None or ents is None:
             return None, None
         if given is None:
-            chosen = self.entities.predict(query, ents.threshold, ents.max_entities)
+            chosen = self.choose_entities(query)
         else:  # the head runs on the rows without caption hints only (most batches: none)
             if len(given) != len(query):
                 raise ValueError(f"entity_hints: {len(given)} given rows for {len(query)} queries")
             need = [i for i, g in enumerate(given) if not g]
-            predicted = iter(self.entities.predict(query[need], ents.threshold, ents.max_entities) if need else ())
+            predicted = iter(self.choose_entities(query[need]) if need else ())
             chosen = [g or next(predicted) for g in given]
         lines = hint_texts(ents.names, chosen) if ents.prompt else None
         states = self.entities.states(chosen, ents.max_entities) if ents.cross else None

@@ -18,7 +18,7 @@ from ..errors import ConfigError, InputDataError
 from ..model.adaptor import TomcapAdaptor
 from ..model.entities import caption_hints as entity_caption_hints
 from .config import TrainConfig
-from .tokens import Batch, PromptTokens, pad_examples  # noqa: F401 (re-exported)
+from .tokens import Batch, PromptTokens, pad_examples
 
 log = logging.getLogger(__name__)
 

@@ -64,6 +64,17 @@ def f1_by_objects(results: list[dict], scenes_file) -> dict[str, float]:
     return {f"attr_f1_{n}obj": round(sum(v) / len(v), 4) for n, v in sorted(by.items())}
 
 
+def hint_f1(retrieved: list[dict], scenes_file) -> float | None:
+    """Attribute F1 of the entity hints themselves, read as a caption (the bound hint-guided decoding works under)."""
+    from tomcap.demo.attributes import caption_scores, load_scene_truth
+
+    if not retrieved or retrieved[0].get("entities") is None:
+        return None
+    truth = load_scene_truth(scenes_file)
+    scores = [caption_scores(ret["entities"], truth[int(ret["image_id"])])["attr_f1"] for ret in retrieved]
+    return round(sum(scores) / len(scores), 4)
+
+
 def paired_lines(rows: list[dict], by_try: dict[str, dict], baseline: str) -> list[str]:
     """Markdown of try - baseline paired intervals; each row also gets them as ``paired_vs_<baseline>``."""
     from tomcap.evaluate import bootstrap
@@ -114,19 +125,20 @@ def main(argv: list[str] | None = None) -> int:
                "train_s": refs["train"].manifest().info.get("seconds"), "seconds": round(time.perf_counter() - t, 1),
                "val_loss_last": refs["train"].manifest().info.get("val_loss_last"),
                "single_right": round(single, 4), "nearest_single_right": round(nearest, 4),
-               **{k: round(metrics[k], 4) for k in SHOWN if k in metrics}, **f1_by_objects(results, scenes)}
+               **{k: round(metrics[k], 4) for k in SHOWN if k in metrics}, **f1_by_objects(results, scenes),
+               "hint_f1": hint_f1(retrieved, scenes)}
         print(json.dumps(row), flush=True)
         rows.append(row)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"split": SPLIT, "config": str(args.config), "rows": rows}, indent=2))
-    cols = [*SHOWN, "attr_f1_1obj", "attr_f1_2obj", "attr_f1_3obj"]
+    cols = [*SHOWN, "attr_f1_1obj", "attr_f1_2obj", "attr_f1_3obj", "hint_f1"]
     lines = ["| try | changes | val loss | single objects right | " + " | ".join(cols) + " |",
              "|---" * (4 + len(cols)) + "|"]
     for r in rows:
         changes = "; ".join(f"{k}={v}" for k, v in r["changes"].items()) or "(committed)"
         loss = f"{r['val_loss_last']:.4f}" if r.get("val_loss_last") is not None else "-"
         lines.append(f"| {r['try']} | {changes} | {loss} | {r['single_right']:.3f} | "
-                     + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in cols) + " |")
+                     + " | ".join(f"{r[k]:.3f}" if r.get(k) is not None else "-" for k in cols) + " |")
     if args.baseline:
         lines += paired_lines(rows, by_try, args.baseline)
         args.out.write_text(json.dumps({"split": SPLIT, "config": str(args.config), "rows": rows}, indent=2))

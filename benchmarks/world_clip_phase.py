@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--mix", default="5,3,1,1,4", help="twin odds: shape, colour, size, position[, swap]")
+    ap.add_argument("--single-share", type=float, default=None, help="one-object share of the batches")
     ap.add_argument("--val-images", type=int, default=1000)
     args = ap.parse_args(argv)
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg, world = ClipTrainConfig(**rec["train_config"]), WorldConfig(**rec["world_config"])
     # New batches: seeded after every step the file has already seen.
     offset = cfg.steps + cfg.finetune_steps + sum(p.steps for p in cfg.extra_phases)
-    phase = ClipPhase(steps=args.steps, lr=args.lr, mix=tuple(float(x) for x in args.mix.split(",")))
+    phase = ClipPhase(steps=args.steps, lr=args.lr, mix=tuple(float(x) for x in args.mix.split(",")),
+                      single_object_share=args.single_share)
     # The schedule with this phase appended: the candidate's record then counts its steps and can be shipped as is.
     grown = cfg.model_copy(update={"extra_phases": (*cfg.extra_phases, phase)})
     out = args.out / args.weights.name

@@ -114,3 +114,25 @@ def test_build_models_cli_end_to_end(tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert "zero-shot shape" in card and "held-out perplexity" in card
     assert json.loads((out / "world_models_metrics.json").read_text())["clip"]["n_images"] == 40
+
+
+def test_phase_single_object_share_reaches_the_batches_not_the_split(tmp_path, monkeypatch):
+    import tomcap.world.train_clip as tc
+
+    seen = []
+
+    def spy(step, cfg, world, excluded):
+        scenes, texts = real(step, cfg, world, excluded)
+        seen.append((world.single_object_share, len(excluded), [len(s.objects) for s in scenes[:cfg.batch_size // 2]]))
+        return scenes, texts
+
+    real = tc.train_batch
+    monkeypatch.setattr(tc, "train_batch", spy)
+    cfg = ClipTrainConfig(steps=1, finetune_steps=1, batch_size=8, warmup_steps=0,
+                          extra_phases=[{"steps": 2, "lr": 1e-4, "mix": (1, 1, 1, 1), "single_object_share": 0.0}])
+    out = train_clip(cfg, TINY_WORLD, tmp_path / "clip.safetensors", device="cpu")
+    assert out.record["train_config"]["extra_phases"][0]["single_object_share"] == 0.0
+    (share1, excl1, _), (share2, _, _), *phase3 = seen
+    assert share1 == share2 == TINY_WORLD.single_object_share and len(phase3) == 2
+    # the phase's batches hold no one-object base scene; the excluded test keys are the world's own
+    assert all(share == 0.0 and excl == excl1 and min(n) >= 2 for share, excl, n in phase3)

@@ -163,7 +163,8 @@ def continue_clip(cfg: ClipTrainConfig, world: WorldConfig, weights: Path, out_f
     model.logit_scale.requires_grad_(False)
     phase_cfg = cfg.model_copy(update={"steps": phase.steps, "lr": phase.lr, "hard_negative_mix": phase.mix,
                                        "warmup_steps": min(cfg.warmup_steps, phase.steps // 10)})
-    history, seconds = _run_phase(model, tokenizer, phase_cfg, world, dev, step_offset, probe_every)
+    history, seconds = _run_phase(model, tokenizer, phase_cfg, world, dev, step_offset, probe_every,
+                                  phase.single_object_share)
     phases = {**before["phases"], name: {"seconds": round(seconds, 1), "history": history, "step_offset": step_offset}}
     return TrainResult(weights=out_file, record=_save(model, cfg, world, dev, out_file, phases))
 
@@ -190,18 +191,21 @@ def finetune_clip(cfg: ClipTrainConfig, world: WorldConfig, phase1_weights: Path
 
 
 def _run_phase(model: Any, tokenizer: Any, cfg: ClipTrainConfig, world: WorldConfig, dev: torch.device,
-               step_offset: int, probe_every: int) -> tuple[list[dict[str, float]], float]:
+               step_offset: int, probe_every: int, single_object_share: float | None = None,
+               ) -> tuple[list[dict[str, float]], float]:
     """``cfg.steps`` optimizer steps on fresh batches (seeded by ``step + step_offset``); returns (history, seconds)."""
     mean, std = preprocess_stats(model)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    excluded = test_keys(world)
+    excluded = test_keys(world)  # from the world as configured: a phase's own share must not move the split
+    batch_world = world if single_object_share is None else world.model_copy(
+        update={"single_object_share": single_object_share})
     image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
     history: list[dict[str, float]] = []
     t0 = time.time()
     loss_ema = None
     for step in range(cfg.steps):
         model.train()
-        scenes, texts = train_batch(step + step_offset, cfg, world, excluded)
+        scenes, texts = train_batch(step + step_offset, cfg, batch_world, excluded)
         images = image_tensor(render_batch(scenes, image_size), mean, std).to(dev)
         tokens = tokenizer(texts).to(dev)
         for g in opt.param_groups:

@@ -13,7 +13,8 @@ row is there to compare with.
     nice -n 5 .venv/bin/python benchmarks/tune_decoding.py --root /tmp/tune --out benchmarks/results/tune_decoding.json
 
 ``--rerank-only`` starts at beam 5 with the committed CFG / n-gram setting (``clip_rerank`` off) and runs
-only the rerank rows.
+only the rerank rows. ``--scales-only`` re-checks the CFG scale alone at the committed decoding (beam, n-gram
+block, CLIP rerank and its weight): for a new CLIP or checkpoint, where the rest was chosen before.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ SHOWN = ("CIDEr", "Bleu_4", "CLIPScore", "color_acc", "shape_acc", "attr_f1", "c
 def main(argv: list[str] | None = None) -> int:
     ap = demo_arguments(__doc__.splitlines()[0])
     ap.add_argument("--rerank-only", action="store_true", help="only the rerank rows, at the committed setting")
+    ap.add_argument("--scales-only", action="store_true", help="only the CFG scales, at the committed setting")
     args = ap.parse_args(argv)
 
     from _demo_world import wired_demo
@@ -87,6 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     def key(r: dict) -> tuple:
         return (round(r["CIDEr"], 2), r.get("attr_f1", 0.0))
 
+    if args.scales_only:
+        for scale in SCALES:
+            score(committed.beam_size, scale, committed.no_repeat_ngram_size,
+                  rerank=cfg.generate.likelihood_weight if committed.clip_rerank else None)
+        best = max(rows, key=key)
+        out = {"split": SPLIT, "config": str(args.config), "train_s": round(train_s, 1),
+               "committed": {"beam_size": committed.beam_size, "guidance_scale": committed.guidance_scale},
+               "chosen": {"guidance_scale": best["guidance_scale"]},
+               "rule": "max validation CIDEr (rounded to 0.01), then attr_f1", "rows": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2))
+        lines = ["| CFG scale | generate s | " + " | ".join(SHOWN) + " |", "|---" * (2 + len(SHOWN)) + "|"]
+        lines += [f"| {r['guidance_scale']}{' **(chosen)**' if r is best else ''} | {r['generate_s']:.0f} | "
+                  + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in SHOWN) + " |" for r in rows]
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
     if args.rerank_only:
         best = score(REFERENCE_BEAM, committed.guidance_scale, committed.no_repeat_ngram_size)
     else:

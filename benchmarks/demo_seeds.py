@@ -21,6 +21,7 @@ SPLIT = "test"
 def main(argv: list[str] | None = None) -> int:
     ap = demo_arguments(__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=1, help="math threads per variant (a demo worker's: 1)")
     args = ap.parse_args(argv)
 
     from _demo_world import wired_demo
@@ -28,9 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     from tomcap.demo.splits import split_pipeline_config
     from tomcap.demo.variants import all_variants
     from tomcap.pipeline import run_until
+    from tomcap.threads import limit_threads
 
     dd = str(args.root)
     world, wired = wired_demo(args.config, dd)
+    # As flows/demo.py: the shared stages at the process's full thread budget, then every variant as one of
+    # its pool workers runs it (one core's threads). The thread count moves float sums by an ulp, and a
+    # seed trained at another count would not be the demo's run.
+    run_until(wired, dd, "gap")
+    limit_threads(args.threads)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for seed in args.seeds:
         seeded = wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})})

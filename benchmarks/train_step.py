@@ -109,7 +109,9 @@ def demo_setup(config: Path, max_scenes: int | None) -> tuple[TomcapAdaptor, Tra
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     groups = group_codes(owners)
     data = TrainData(texts, emb, exclusion_rows(groups, groups, np.arange(len(texts))))
-    model_cfg = cfg.train.model.model_copy(update={"clip_dim": CLIP_DIM["world"]})
+    # Without entity hints: the earlier loop had none, and the comparison is of the decoder loop (its head
+    # would need the world's vocabulary, which the train stage fills in).
+    model_cfg = cfg.train.model.model_copy(update={"clip_dim": CLIP_DIM["world"], "entities": None})
     train_cfg = cfg.train.model_copy(update={"model": model_cfg, "gap_correction": False})
     return build_adaptor(model_cfg, seed=train_cfg.seed), train_cfg, data, ArrayRetrieval(emb, texts)
 

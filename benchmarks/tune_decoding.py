@@ -89,23 +89,29 @@ def main(argv: list[str] | None = None) -> int:
     def key(r: dict) -> tuple:
         return (round(r["CIDEr"], 2), r.get("attr_f1", 0.0))
 
+    def cells(r: dict) -> str:
+        return " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in SHOWN)
+
+    def write(result: dict, lines: list[str]) -> int:
+        """The JSON (``result`` between the run's facts and its rows) and the .md table beside it."""
+        out = {"split": SPLIT, "config": str(args.config), "train_s": round(train_s, 1), **result, "rows": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2))
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
+
     if args.scales_only:
         for scale in SCALES:
             score(committed.beam_size, scale, committed.no_repeat_ngram_size,
                   rerank=cfg.generate.likelihood_weight if committed.clip_rerank else None)
         best = max(rows, key=key)
-        out = {"split": SPLIT, "config": str(args.config), "train_s": round(train_s, 1),
-               "committed": {"beam_size": committed.beam_size, "guidance_scale": committed.guidance_scale},
-               "chosen": {"guidance_scale": best["guidance_scale"]},
-               "rule": "max validation CIDEr (rounded to 0.01), then attr_f1", "rows": rows}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2))
         lines = ["| CFG scale | generate s | " + " | ".join(SHOWN) + " |", "|---" * (2 + len(SHOWN)) + "|"]
         lines += [f"| {r['guidance_scale']}{' **(chosen)**' if r is best else ''} | {r['generate_s']:.0f} | "
-                  + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in SHOWN) + " |" for r in rows]
-        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-        print("\n".join(lines))
-        return 0
+                  f"{cells(r)} |" for r in rows]
+        return write({"committed": {"beam_size": committed.beam_size, "guidance_scale": committed.guidance_scale},
+                      "chosen": {"guidance_scale": best["guidance_scale"]},
+                      "rule": "max validation CIDEr (rounded to 0.01), then attr_f1"}, lines)
     if args.rerank_only:
         best = score(REFERENCE_BEAM, committed.guidance_scale, committed.no_repeat_ngram_size)
     else:
@@ -136,15 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     reference = next(r for r in rows if r["beam_size"] == REFERENCE_BEAM and r["rerank_weight"] is None)
     budget = GENERATE_BUDGET * reference["generate_s"]
     best = max((r for r in rows if r["generate_s"] <= budget), key=key)
-    out = {"split": SPLIT, "config": str(args.config), "train_s": round(train_s, 1),
-           "committed": {"beam_size": committed.beam_size, "guidance_scale": committed.guidance_scale,
-                         "no_repeat_ngram_size": committed.no_repeat_ngram_size},
-           "chosen": {k: best[k] for k in ("beam_size", "guidance_scale", "no_repeat_ngram_size", "rerank_weight")},
-           "rule": f"max validation CIDEr (rounded to 0.01), then attr_f1, among rows whose generation took at most "
-                   f"{GENERATE_BUDGET}x beam {REFERENCE_BEAM}'s without rerank ({budget:.0f} s)",
-           "nearest_caption": nearest, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
     lines = ["| beam (samples) | CFG scale | n-gram block | CLIP rerank (likelihood weight) | generate s | "
              + " | ".join(SHOWN) + " |", "|---" * (5 + len(SHOWN)) + "|"]
     for r in rows:
@@ -153,13 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         t = r["sample_temperature"]
         width = r["beam_size"] if t is None else f"({r['beam_size']}, T={t})"
         lines.append(f"| {width} | {r['guidance_scale']} | {r['no_repeat_ngram_size']} | {rerank}{mark} | "
-                     f"{r['generate_s']:.0f} | "
-                     + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in SHOWN) + " |")
-    lines.append("| nearest_caption (no model) | | | | | " + " | ".join(f"{nearest[k]:.3f}" if k in nearest else "-"
-                                                              for k in SHOWN) + " |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+                     f"{r['generate_s']:.0f} | {cells(r)} |")
+    lines.append(f"| nearest_caption (no model) | | | | | {cells(nearest)} |")
+    return write({"committed": {"beam_size": committed.beam_size, "guidance_scale": committed.guidance_scale,
+                                "no_repeat_ngram_size": committed.no_repeat_ngram_size},
+                  "chosen": {k: best[k] for k in ("beam_size", "guidance_scale", "no_repeat_ngram_size",
+                                                  "rerank_weight")},
+                  "rule": f"max validation CIDEr (rounded to 0.01), then attr_f1, among rows whose generation took "
+                          f"at most {GENERATE_BUDGET}x beam {REFERENCE_BEAM}'s without rerank ({budget:.0f} s)",
+                  "nearest_caption": nearest}, lines)
 
 
 if __name__ == "__main__":

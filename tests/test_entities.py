@@ -268,3 +268,46 @@ def test_a_count_head_decides_how_many_entities_are_hinted(inputs):
     v = EntityVocabulary(VOCAB)
     assert np.mean([len(c) == len(v.find(t)) for c, t in zip(chosen, texts)]) >= 0.8
     assert {len(c) for c in chosen} == {1, 2}
+
+
+def test_runs_whose_head_fit_reads_the_same_inputs_fit_it_once(inputs, tmp_path, caplog):
+    """The retrieval ablation reads what the full run's head fit reads: it loads that fit (bit-identical to
+    fitting it itself); a cache entry whose weights were changed is refitted, never loaded."""
+    import logging
+
+    from safetensors.numpy import load_file
+
+    from tomcap.train.stage import ENTITY_HEADS_SUBDIR
+
+    _, corpus, embed, gpt2, vocab = inputs
+    full = _cfg(gpt2, vocab, steps=60)
+    ablation = full.model_copy(update={"retrieval_prompt": False, "retrieval_cross": False})
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    run_train(full, shared, corpus=corpus, embed=embed)
+    with caplog.at_level(logging.INFO, logger="tomcap.train.entity_cache"):
+        reused = run_train(ablation, shared, corpus=corpus, embed=embed)
+    assert "reused the fit" in caplog.text
+    fitted = run_train(ablation, alone, corpus=corpus, embed=embed)
+
+    def head(ref):
+        return {k: v for k, v in load_file(str(ref.dir / "adaptor.safetensors")).items() if k.startswith("entities.")}
+
+    a, b = head(reused), head(fitted)
+    assert a and set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert reused.manifest().info["entity_head"] == fitted.manifest().info["entity_head"]
+    entries = list((shared / ENTITY_HEADS_SUBDIR).iterdir())
+    assert len(entries) == 1  # one fit for both runs, no temporary folder left
+    other_seed = full.model_copy(update={"seed": 1})
+    run_train(other_seed, shared, corpus=corpus, embed=embed)
+    assert len(list((shared / ENTITY_HEADS_SUBDIR).iterdir())) == 2  # another seed is another fit
+
+    weights = entries[0] / "head.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tomcap.train.entity_cache"):
+        again = run_train(ablation.model_copy(update={"steps": 3}), shared, corpus=corpus, embed=embed)
+    assert "not used (weights do not match head.json)" in caplog.text and "reused the fit" not in caplog.text
+    c = head(again)
+    assert all(np.array_equal(a[k], c[k]) for k in a)
+    again2 = run_train(ablation.model_copy(update={"steps": 4}), shared, corpus=corpus, embed=embed)
+    assert all(np.array_equal(a[k], v) for k, v in head(again2).items())  # the replaced entry is trusted again

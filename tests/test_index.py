@@ -72,6 +72,37 @@ def test_flat_datastore_search_and_helpers(built):
     np.testing.assert_allclose(ds.embeddings([0]), EmbeddingSet.open(embed).rows([0]))
 
 
+def test_flat_search_is_exact_with_exclusions_and_matches_faiss(built, monkeypatch):
+    """The flat datastore searches by NumPy product + top-k (tomcap.index.exact), exclusions masked first: the rows
+    FAISS's over-fetch + filter returns, in blocks or not, and NO_ROW where fewer than k rows are left."""
+    import faiss
+
+    from tomcap.index import exact
+
+    data, corpus, embed = built
+    ds = Datastore.open(run_index(IndexConfig(), data, embed=embed, corpus=corpus).dir)
+    assert ds._flat is not None and ds._flat.shape == (len(ds), ds.dim)
+    rng = np.random.default_rng(0)
+    q = ds.embeddings(rng.integers(len(ds), size=40)) + 0.3 * rng.standard_normal((40, ds.dim)).astype(np.float32)
+    excl = [rng.choice(len(ds), size=rng.integers(0, 9), replace=False) for _ in range(40)]
+    got = {k: ds.search(q, k, excl) for k in (1, 3)}
+    monkeypatch.setattr(exact, "ROW_BLOCK", 7)  # many blocks, merged
+    blocked = ds.search(q, 3, excl)
+    ds._flat = None  # FAISS's path: over-fetch and filter
+    for k, res in got.items():
+        ref = ds.search(q, k, excl)
+        assert np.array_equal(res.rows, ref.rows) and np.allclose(res.scores, ref.scores, atol=1e-5)
+    assert np.array_equal(blocked.rows, got[3].rows)
+    # Fewer rows than k after exclusion; ties go to the lower row.
+    vectors = np.eye(3, dtype=np.float32)
+    scores, rows = exact.exact_top_k(vectors, vectors, 4, NO_ROW, [np.array([0]), np.array([], np.int64),
+                                                                   np.arange(3)])
+    assert rows.tolist() == [[1, 2, NO_ROW, NO_ROW], [1, 0, 2, NO_ROW], [NO_ROW] * 4]
+    assert np.isneginf(scores[2]).all() and scores[0, :2].tolist() == [0, 0]
+    ivf = faiss.index_factory(3, "IVF1,Flat", faiss.METRIC_INNER_PRODUCT)
+    assert exact.flat_vectors(ivf) is None and exact.flat_vectors(faiss.IndexFlatL2(3)) is None
+
+
 def test_ivf_datastore_tunes_nprobe(built):
     data, corpus, embed = built
     ref = run_index(IndexConfig(index_key="IVF8,SQ8", target_recall=0.9), data, embed=embed, corpus=corpus)

@@ -9,6 +9,7 @@ import torch
 from tomcap.errors import ConfigError
 from tomcap.model import (IGNORE_INDEX, AdaptorConfig, build_adaptor, load_adaptor, load_optimizer_state,
                           load_weights, save_checkpoint)
+from tomcap.model.adaptor import fuse_activations
 from tomcap.model.tiny import make_random_gpt2
 
 TEXTS = [f"a {c} {s} next to a {c2} {s2}" for c in ("red", "blue", "green") for s in ("cube", "ball", "cone")
@@ -171,6 +172,7 @@ def _step(model, opt, seed):
 def test_checkpoint_round_trip(cfg, tmp_path):
     """Weights and AdamW moments survive save/load: one more step on both sides gives equal weights."""
     model = build_adaptor(cfg)
+    fuse_activations(model)  # as training runs it; load_adaptor returns it fused
     opt = torch.optim.AdamW(model.trainable_named_parameters().values(), lr=1e-2)
     _step(model, opt, seed=1)
     save_checkpoint(tmp_path / "ck", model, step=1, optimizer=opt, train_config={"lr": 1e-2})
@@ -227,6 +229,7 @@ def test_reduced_cross_attention(gpt2_dir, tmp_path):
     assert torch.allclose(whole, step, atol=1e-5)
     save_checkpoint(tmp_path / "ck", model, step=0)
     loaded = load_adaptor(tmp_path / "ck")
+    fuse_activations(model)  # load_adaptor's decoder runs the fused GELU: compare like with like
     with torch.no_grad():
         again = loaded.decoder(input_ids=ids, encoder_hidden_states=loaded.project(torch.zeros(1, 3, CLIP_DIM))).logits
         ref = model.decoder(input_ids=ids, encoder_hidden_states=model.project(torch.zeros(1, 3, CLIP_DIM))).logits

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 Phrases = list[list[int]]
@@ -42,10 +43,14 @@ def add_hint_bonus(scores: Tensor, seqs: Sequence[Sequence[int]], row_phrases: S
     """``scores`` (rows, vocab) with ``bonus`` added to each row's next hint tokens (in place; -inf stays)."""
     if bonus == 0:
         return scores
+    rows: list[int] = []
+    cols: list[int] = []
     for i, (seq, phrases) in enumerate(zip(seqs, row_phrases, strict=True)):
-        toks = sorted(set(next_hint_tokens(seq, phrases)))
-        if toks:
-            scores[i, toks] += bonus
+        toks = set(next_hint_tokens(seq, phrases))
+        rows += [i] * len(toks)
+        cols += toks
+    if rows:  # one indexed add for the whole batch (pairs are unique): a row at a time was ~60% of this call
+        scores[torch.tensor(rows), torch.tensor(cols)] += bonus
     return scores
 
 

@@ -16,6 +16,7 @@ import polars as pl
 from ..artifacts import ArtifactRef, load_ref
 from ..embed.store import ClipInfo, EmbeddingSet
 from ..errors import ArtifactError, InputDataError
+from .exact import exact_top_k, flat_vectors
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Datastore(ClipInfo):
             faiss.extract_index_ivf(self.index).nprobe = int(self.info["nprobe"])
         if self.info.get("refine_k_factor"):
             set_refine_k_factor(self.index, int(self.info["refine_k_factor"]))
+        self._flat = flat_vectors(self.index)
         self.meta = pl.read_parquet(ref.file(TEXTS_FILE))
         self._emb = EmbeddingSet(ref=ref, info=self.info, ids=self.meta.select("caption_id"),
                                  shards=[np.load(ref.file(s), mmap_mode="r") for s in self.info["shards"]])
@@ -101,12 +103,17 @@ class Datastore(ClipInfo):
     def search(self, queries: np.ndarray, k: int, exclude_rows: list[np.ndarray] | None = None) -> SearchResult:
         """Top-k rows by inner product for queries (Q, D); ``exclude_rows[i]`` rows are never returned for query i.
 
-        Exclusion over-fetches k + max |exclude_i| neighbours and filters, so an excluded row never shows up.
+        A flat inner-product index is searched exactly by :func:`tomcap.index.exact.exact_top_k` (excluded rows
+        masked); any other index over-fetches k + max |exclude_i| neighbours and filters, so an excluded row
+        never shows up.
         """
         q = self._check_queries(queries)
         if exclude_rows is not None and len(exclude_rows) != len(q):
             raise InputDataError(f"{len(exclude_rows)} exclusion lists for {len(q)} queries",
                                  fix="pass one array of rows to exclude per query (possibly empty)")
+        if self._flat is not None:
+            scores, rows = exact_top_k(self._flat, q, k, NO_ROW, exclude_rows)
+            return SearchResult(rows=rows, scores=scores)
         extra = max((len(e) for e in exclude_rows), default=0) if exclude_rows is not None else 0
         fetch = min(len(self), k + extra)
         scores, rows = self.index.search(q, fetch)

@@ -385,6 +385,21 @@ class TomcapAdaptor(nn.Module):
         return nn.functional.cross_entropy(logits, targets[keep])
 
 
+def fuse_activations(model: nn.Module) -> int:
+    """Swap GPT-2's Python ``gelu_new`` (six elementwise ops, each a pass over memory) for PyTorch's
+    fused tanh GELU: the same formula, ~15% of a world-decoder training step. Training and captioning both
+    run it (the same rounding in both). Returns the swaps."""
+    from transformers.activations import NewGELUActivation
+
+    swaps = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, nn.GELU(approximate="tanh"))
+                swaps += 1
+    return swaps
+
+
 def build_adaptor(config: AdaptorConfig, seed: int = 0) -> TomcapAdaptor:
     """A fresh adaptor; ``seed`` fixes the initialisation of every new (trainable) weight."""
     with torch.random.fork_rng(devices=[]):

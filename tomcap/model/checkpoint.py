@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from ..config import canonical_json, hash_text
 from ..manifest import input_sha256
 from ..errors import ArtifactError, ConfigError, InputDataError
-from .adaptor import TomcapAdaptor, build_adaptor
+from .adaptor import TomcapAdaptor, build_adaptor, fuse_activations
 from .config import AdaptorConfig
 
 WEIGHTS_FILE = "adaptor.safetensors"
@@ -225,4 +225,5 @@ def load_adaptor(folder: Path, device: str | torch.device | None = "auto",
     ckpt = read_checkpoint(folder)
     model = build_adaptor(base_decoder_config(folder, ckpt, gpt2_dir))
     load_weights(model, folder)
+    fuse_activations(model)
     return model.to(resolve_device(device)).eval()

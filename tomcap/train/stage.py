@@ -21,6 +21,7 @@ from ..model.adaptor import build_adaptor
 from ..model.checkpoint import CHECKPOINT_JSON, WEIGHTS_FILE, decoder_shape
 from ..model.checkpoint import decoder_fingerprint as checkpoint_decoder_fingerprint
 from .config import TrainConfig
+from .entity_cache import HeadCache
 from .entity_glue import fit_entities, resolve_entities, vocabulary_fingerprint
 from .data import ArrayRetrieval, BatchBuilder, Exclusions, ShardRows, TrainData, describe, group_codes
 from .loop import LAST, ProgressFn, torch_threads, train
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SPEC = StageSpec(name="train", version="1", modules=("tomcap.train", "tomcap.model"))
 WORK_SUBDIR = Path("work") / "train"
+ENTITY_HEADS_SUBDIR = Path("work") / "entity_heads"
+"""Fitted entity heads by the content of their inputs (:mod:`.entity_cache`), shared by runs that fit the same one."""
 LOG_FILE = "train_log.json"
 RUN_FIELDS = frozenset({"seconds", "resumed_from"})
 """Training summary fields that describe the run, not the result (manifest info only)."""
@@ -147,8 +150,9 @@ def run_train(config: TrainConfig, data_dir: Path | str, *, corpus: ArtifactRef,
 
     def build(tmp: Path) -> BuildOutput:
         with torch_threads(config.threads):
+            heads = HeadCache(store.data_dir / ENTITY_HEADS_SUBDIR, SPEC.code_version())
             out = _train_into(tmp, config, work, dict(corpus=corpus, embed=embed, gap=gap, index=index,
-                                                      image_embed=image_embed), progress)
+                                                      image_embed=image_embed), progress, heads)
         shutil.rmtree(work, ignore_errors=True)
         return out
 
@@ -156,8 +160,9 @@ def run_train(config: TrainConfig, data_dir: Path | str, *, corpus: ArtifactRef,
 
 
 def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, ArtifactRef | None],
-                progress: ProgressFn | None) -> BuildOutput:
-    """Read the inputs (``refs``: run_train's keyword refs), train in ``work``, write the artifact into ``tmp``."""
+                progress: ProgressFn | None, heads: HeadCache | None = None) -> BuildOutput:
+    """Read the inputs (``refs``: run_train's keyword refs), train in ``work``, write the artifact into ``tmp``;
+    ``heads``: where fitted entity heads are kept."""
     embed = refs["embed"]
     df, embeddings, emb = _corpus_and_embeddings(refs["corpus"], embed)
     stats = _gap_stats(refs["gap"], emb, config) if config.gap_correction or config.noise else None
@@ -184,7 +189,7 @@ def _train_into(tmp: Path, config: TrainConfig, work: Path, refs: dict[str, Arti
         correct = lambda e: correct_text(e, stats, renormalize=config.renormalize)  # noqa: E731
     noise_std = stats.noise_std if stats is not None else None
     builder = BatchBuilder(model, resolved, train_data, retrieval, correct, noise_std)
-    entity_info = fit_entities(model, vocab, builder, resolved) if vocab is not None else None
+    entity_info = fit_entities(model, vocab, builder, resolved, heads) if vocab is not None else None
     val_batches = BatchBuilder(model, resolved, val_data, retrieval, correct, noise_std).fixed_batches(VAL_SEED_TAG)
     result = train(model, resolved, builder.micro_batch, val_batches, work, progress=progress)
     for name in (WEIGHTS_FILE, CHECKPOINT_JSON):

@@ -108,6 +108,30 @@ def test_batch_composition_does_not_change_results(models):
         assert [h.tokens for h in alone[0]] == [h.tokens for h in together[i]]
 
 
+def test_beam_reorders_keep_each_images_condition_without_copying_it(models, monkeypatch):
+    """Beam reorders within images leave the encoder states and cross-attention caches in place: the same
+    hypotheses and scores as copying them at every step (images of different condition sizes, CFG rows, and an
+    image whose search ends first, after which the batch shrinks and the conditions are copied)."""
+    from tomcap.generate import guidance, streams as stream_module
+
+    sizes = []
+    reorder_rows = stream_module.StreamBatch.reorder
+
+    def recording(self, index, same_encoder=False):
+        sizes.append((same_encoder, self.size, len(index)))
+        return reorder_rows(self, index, same_encoder)
+
+    monkeypatch.setattr(stream_module.StreamBatch, "reorder", recording)
+    case = _streams(5, seed=9)
+    cfg = DecodeConfig(beam_size=2, max_new_tokens=30, guidance_scale=1.5)
+    kept = beam_decode(models, case, cfg, EOS, PAD)
+    assert any(s and n == m for s, n, m in sizes) and any(s and n > m for s, n, m in sizes)
+    reorder = guidance.GuidedScorer.reorder
+    monkeypatch.setattr(guidance.GuidedScorer, "reorder", lambda self, index, same_encoder=False: reorder(self, index))
+    copied = beam_decode(models, case, cfg, EOS, PAD)
+    assert [[(h.tokens, h.score) for h in c] for c in kept] == [[(h.tokens, h.score) for h in c] for c in copied]
+
+
 def test_beam_finds_at_least_greedy_score(models):
     streams = _streams(4, seed=6)
     cfg = DecodeConfig(beam_size=4, max_new_tokens=6, length_penalty=0.0, no_repeat_ngram_size=0)

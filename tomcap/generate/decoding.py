@@ -196,7 +196,8 @@ def beam_decode(models, streams, cfg: DecodeConfig, eos_id: int, pad_id: int,
             new_seqs, origin, tokens = [new_seqs[r] for r in rows], [origin[r] for r in rows], [tokens[r] for r in rows]
             new_scores, active = new_scores[keep], [active[a] for a in keep]
         seqs, beam_scores = new_seqs, new_scores
-        scorer.reorder(torch.tensor(origin, device=device))
+        # Every beam comes from a beam of its own image: the images' conditions stay in place.
+        scorer.reorder(torch.tensor(origin, device=device), same_encoder=True)
         scores = scorer.step(torch.tensor(tokens, device=device))
     # A stable sort: ties keep the order in which the hypotheses finished (group by group).
     def rank(h: Hypothesis) -> float:

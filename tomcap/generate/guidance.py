@@ -88,8 +88,9 @@ class GuidedScorer:
         """tokens (N,) -> scores (N, V)."""
         return self._split([b.step(tokens.repeat(len(roles))) for roles, b in self.batches])
 
-    def reorder(self, index: Tensor) -> None:
-        """Keep hypotheses ``index`` (N',), in that order; N' may differ from N (repeated rows copy a cache)."""
+    def reorder(self, index: Tensor, same_encoder: bool = False) -> None:
+        """Keep hypotheses ``index`` (N',), in that order; N' may differ from N (repeated rows copy a cache).
+        ``same_encoder``: hypothesis j keeps the condition of hypothesis ``index[j]`` (see StreamBatch.reorder)."""
         for roles, b in self.batches:
-            b.reorder(torch.cat([index + i * self.n for i in range(len(roles))]))
+            b.reorder(torch.cat([index + i * self.n for i in range(len(roles))]), same_encoder)
         self.n = len(index)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from transformers.cache_utils import EncoderDecoderCache
 
 
 @dataclass
@@ -86,11 +87,19 @@ class StreamBatch:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=-1)
         return torch.log_softmax(self._forward(tokens[:, None], positions), dim=-1)
 
-    def reorder(self, index: Tensor) -> None:
-        """Keep rows ``index`` (N',) of the batch, in that order (beam search reshuffles)."""
+    def reorder(self, index: Tensor, same_encoder: bool = False) -> None:
+        """Keep rows ``index`` (N',) of the batch, in that order (beam search reshuffles). ``same_encoder``: the
+        caller knows row j's cross-attention input equals row ``index[j]``'s (beams of one image), so with N' = N
+        the encoder states and their cached keys and values stay as they are (half of beam search's cache
+        copies in the world demo)."""
+        keep_encoder = same_encoder and len(index) == self.size and self.enc is not None
         self.mask = self.mask.index_select(0, index)
-        if self.enc is not None:
+        if self.enc is not None and not keep_encoder:
             self.enc = self.enc.index_select(0, index)
             self.enc_mask = self.enc_mask.index_select(0, index)
-        if self.past is not None:
+        if self.past is None:
+            return
+        if keep_encoder and isinstance(self.past, EncoderDecoderCache):
+            self.past.self_attention_cache.reorder_cache(index)
+        else:
             self.past.reorder_cache(index)

@@ -16,7 +16,6 @@ from prefect.futures import PrefectFuture
 from tasks.stages import STAGE_TASKS, publish
 from tomcap.artifacts import ArtifactRef
 from tomcap.demo.splits import split_pipeline_config
-from tomcap.demo.variants import training_order
 from tomcap.pipeline import Stage, reusable, run_until
 from tomcap.settings import PipelineConfig
 
@@ -37,10 +36,9 @@ def run_variants(base: PipelineConfig, variants: dict[str, PipelineConfig], worl
     refs: dict[str, Any] = dict(shared)
     runs: list[dict[str, Any]] = []
     rows: dict[str, tuple[Any, Any]] = {}  # split/row -> (evaluation, captions), futures or given refs
-    # Trainings first, longest first: the pool takes ready tasks in submission order, and they are the long ones.
+    # Trainings first: the pool takes ready tasks in submission order, and they are the long ones.
     trained = {}
-    for name in training_order(variants):
-        variant = variants[name]
+    for name, variant in variants.items():
         trained[name] = run_until(variant, data_dir, "train", reusable(base, refs, variant), call=submit_task)
         refs.update(reusable(variant, trained[name], base))
         runs.append(trained[name])

@@ -2,8 +2,8 @@
 masked before the top-k, so there is no over-fetch.
 
 Why: training searches every batch (64 noised queries, each excluding its own image's ~5 captions), and on one
-core FAISS's flat search was most of a batch's build: 35-45 ms over the world's 34k captions, ~3x the time of
-NumPy's product + top-k (``benchmarks/flat_search.py``). The result is the same exact search, best first. Only
+core FAISS's flat search was most of a batch's build: 35-45 ms over the world's 34k captions, 3.7-5.2x the time
+of NumPy's product + top-k (``benchmarks/flat_search.py``). The result is the same exact search, best first. Only
 plain flat inner-product indexes take this path; every other index goes through FAISS.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ ROW_BLOCK = 65_536
 
 
 def flat_vectors(index) -> np.ndarray | None:
-    """(N, D) view (no copy) of a flat inner-product index's vectors; None for any other index."""
+    """(N, D) view (no copy) of a flat inner-product index's vectors; None for any other index. The view points into
+    ``index``'s memory: keep the index alive as long as the view (``Datastore`` holds both)."""
     import faiss
 
     if type(index) not in (faiss.IndexFlat, faiss.IndexFlatIP) or index.metric_type != faiss.METRIC_INNER_PRODUCT:

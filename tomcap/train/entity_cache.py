@@ -3,7 +3,7 @@ fit it once.
 
 The head's fit reads the training rows' labels and clean query embeddings, the noise, the head's config and
 initial weights, the seed and the code; nothing of retrieval. So the demo's ``full`` and ``no_retrieval``
-variants (and every training seed's retrieval ablation, the gap sweep's pairs) fit bit-identical heads, ~45 s
+variants (and every training seed's retrieval ablation, the gap sweep's pairs) fit bit-identical heads, ~50 s
 on one core each. The key hashes those inputs themselves, not configs that name them.
 
 A cache entry is a folder ``<key>/`` with ``head.safetensors`` (the head's state dict after the fit) and

@@ -17,9 +17,8 @@ import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from tomcap.index import NO_ROW
 from tomcap.index.exact import exact_top_k, flat_vectors
-
-NO_ROW = -1
 
 
 def faiss_filtered(index, q: np.ndarray, k: int, exclude: list[np.ndarray]) -> np.ndarray:

@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import canonical_json
+from ..manifest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +62,13 @@ def fit_key(head: torch.nn.Module, settings: dict[str, Any], labels: np.ndarray,
     return h.hexdigest()[:32]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _read(entry: Path, head: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """(state dict, fit info) of a trusted entry for ``head``; None when absent or untrusted."""
     if not (entry / INFO).is_file():
         return None
     try:
         record = json.loads((entry / INFO).read_text(encoding="utf-8"))
-        if _sha256(entry / WEIGHTS) != record["weights_sha256"]:
+        if file_sha256(entry / WEIGHTS) != record["weights_sha256"]:
             raise ValueError("weights do not match head.json")
         state = load_file(entry / WEIGHTS)
         own = head.state_dict()
@@ -103,7 +100,7 @@ def save_head(cache_dir: Path, key: str, head: torch.nn.Module, info: dict[str, 
     tmp.mkdir(parents=True)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, tmp / WEIGHTS)
-        record = {"key": key, "weights_sha256": _sha256(tmp / WEIGHTS), "info": info}
+        record = {"key": key, "weights_sha256": file_sha256(tmp / WEIGHTS), "info": info}
         (tmp / INFO).write_text(json.dumps(record, indent=1), encoding="utf-8")
         if entry.exists() and _read(entry, head) is None:
             shutil.rmtree(entry, ignore_errors=True)

@@ -16,7 +16,8 @@ from tomcap.embed.config import EmbedConfig
 from tomcap.embed.stage import run_embed
 from tomcap.errors import InputDataError
 from tomcap.model import load_adaptor
-from tomcap.model.entities import EntityVocabulary, entity_prototypes
+from tomcap.model.config import EntityConfig
+from tomcap.model.entities import EntityVocabulary, entity_prototypes, joint_counts
 from tomcap.model.tiny import make_random_gpt2
 from tomcap.train.config import TrainConfig
 from tomcap.train.stage import run_train
@@ -268,6 +269,31 @@ def test_a_count_head_decides_how_many_entities_are_hinted(inputs):
     v = EntityVocabulary(VOCAB)
     assert np.mean([len(c) == len(v.find(t)) for c, t in zip(chosen, texts)]) >= 0.8
     assert {len(c) for c in chosen} == {1, 2}
+
+
+def test_the_joint_count_rule_weighs_the_count_head_against_the_entity_probabilities(inputs):
+    # a count head sure of 2, entities sure of 1: the joint rule hints 1; both unsure: the count head decides
+    logp = np.log(np.array([[0.3, 0.6, 0.1], [0.3, 0.6, 0.1], [0.1, 0.2, 0.7]]))
+    top_p = np.array([[0.99, 0.05, 0.01], [0.9, 0.6, 0.4], [0.95, 0.9, 0.8]])
+    assert joint_counts(logp, top_p).tolist() == [1, 2, 3]
+    # brute force over every count: the cumulative sums pick the same argmax
+    rng = np.random.default_rng(0)
+    logp = np.log(rng.dirichlet(np.ones(4), size=50))
+    top_p = -np.sort(-rng.random((50, 4)), 1)
+    want = [1 + int(np.argmax([lc[n - 1] + np.log(p[:n]).sum() + np.log(1 - p[n:]).sum() for n in range(1, 5)]))
+            for lc, p in zip(logp, top_p)]
+    assert joint_counts(logp, top_p).tolist() == want
+    assert joint_counts(np.log([[0.1, 0.2, 0.7]]), np.array([[0.9, 0.9]])).tolist() == [2]  # 2 entities, 3 counts
+
+    data_dir, corpus, embed, gpt2, vocab = inputs
+    model = load_adaptor(run_train(_cfg(gpt2, vocab, count_hidden=16, count_steps=300), data_dir, corpus=corpus,
+                                   embed=embed).dir, device="cpu")
+    x, _ = _corpus_embeddings(corpus, embed)
+    head = model.entities.predict(x, threshold=0.5, max_entities=3, count_rule="head")
+    joint = model.entities.predict(x, threshold=0.5, max_entities=3, count_rule="joint")
+    assert all(j == h[:len(j)] or h == j[:len(h)] for h, j in zip(head, joint))  # same order, only the count differs
+    with pytest.raises(ValueError, match="count_hidden"):
+        EntityConfig(count_rule="joint")
 
 
 def test_runs_whose_head_fit_reads_the_same_inputs_fit_it_once(inputs, tmp_path, caplog):

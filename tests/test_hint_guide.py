@@ -24,6 +24,15 @@ def test_next_tokens_start_or_continue_what_is_not_yet_said():
     assert says([1, 5, 6], [5, 6]) and not says([5, 1, 6], [5, 6])
 
 
+def test_says_is_contiguous_occurrence_anywhere():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):  # small alphabet: repeated first tokens, partial matches, matches at either end
+        seq = rng.integers(4, size=rng.integers(0, 12)).tolist()
+        phrase = rng.integers(4, size=rng.integers(1, 4)).tolist()
+        want = any(seq[i:i + len(phrase)] == phrase for i in range(len(seq) - len(phrase) + 1))
+        assert says(seq, phrase) == want and says(tuple(seq), tuple(phrase)) == want, (seq, phrase)
+
+
 def test_bonus_is_added_to_the_next_tokens_only():
     scores = torch.zeros(2, 10)
     scores[1, 7] = float("-inf")  # a blocked token stays blocked

@@ -21,8 +21,17 @@ Phrases = list[list[int]]
 def says(seq: Sequence[int], phrase: Sequence[int]) -> bool:
     """Whether ``phrase`` occurs contiguously in ``seq``."""
     seq, phrase = list(seq), list(phrase)  # slices of one type compare; a tuple never equals a list
-    n = len(phrase)
-    return any(seq[i:i + n] == phrase for i in range(len(seq) - n + 1))
+    if not phrase:
+        return True
+    n, i = len(phrase), -1
+    # only where the first token occurs (list.index scans in C): a slice at every position was 12% of beam search
+    while True:
+        try:
+            i = seq.index(phrase[0], i + 1)
+        except ValueError:
+            return False
+        if seq[i:i + n] == phrase:
+            return True
 
 
 def next_hint_tokens(seq: Sequence[int], phrases: Phrases) -> list[int]:

@@ -207,7 +207,7 @@ class TomcapAdaptor(nn.Module):
         ents = self.config.entities
         if self.entities is None or ents is None:
             return None
-        return self.entities.predict(query, ents.threshold, ents.max_entities)
+        return self.entities.predict(query, ents.threshold, ents.max_entities, ents.count_rule)
 
     def entity_hints(self, query: Any, given: list[list[int]] | None = None) -> tuple[list[str] | None, Any]:
         """(prompt lines or None, (B, max_entities, D_clip) cross-attention inputs or None) of query embeddings

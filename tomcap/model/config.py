@@ -33,6 +33,10 @@ class EntityConfig(StageConfig):
     count_hidden: int = Field(default=0, ge=0, description="> 0: a count head of this width predicts how many "
                               "entities to hint (1 ... max_entities) instead of the threshold")
     count_steps: int = Field(default=2000, ge=1, description="count head training steps (Adam, cross-entropy)")
+    count_rule: Literal["head", "joint"] = Field(
+        default="head", description="with a count head: 'head' hints its most probable count of the most probable "
+        "entities; 'joint' the count n that maximises P(n) x the entity head's probability that exactly the top n "
+        "of its entities are present (the count head and the entity head vote together)")
     steps: int = Field(default=4000, ge=1, description="entity head training steps (Adam, BCE)")
     batch_size: int = Field(default=256, ge=1)
     lr: float = Field(default=1e-3, gt=0)
@@ -41,6 +45,9 @@ class EntityConfig(StageConfig):
     def _check(self) -> "EntityConfig":
         if not (self.prompt or self.cross):
             raise ValueError("entities.prompt and entities.cross are both false; fix: set one true or drop entities")
+        if self.count_rule == "joint" and not self.count_hidden:
+            raise ValueError("entities.count_rule is 'joint' but there is no count head; fix: set "
+                             "entities.count_hidden > 0 or count_rule: head")
         if self.hint_dropout and self.train_hints != "captions":  # predicted hints are never dropped
             raise ValueError("entities.hint_dropout is set but entities.train_hints is 'predicted'; fix: set "
                              "train_hints: captions or drop hint_dropout")
@@ -51,7 +58,8 @@ class EntityConfig(StageConfig):
         d.pop("vocabulary")  # where the file lies is not what it holds (its content is an upstream fingerprint)
         if d["count_hidden"] == 0:
             del d["count_steps"]
-        for name, before in (("tokens", 0), ("train_hints", "predicted"), ("hint_dropout", 0.0), ("count_hidden", 0)):
+        for name, before in (("tokens", 0), ("train_hints", "predicted"), ("hint_dropout", 0.0), ("count_hidden", 0),
+                             ("count_rule", "head")):
             if d[name] == before:  # what entity configs were before the field
                 del d[name]
         return d

@@ -89,7 +89,8 @@ def fit_entities(model: TomcapAdaptor, vocab: EntityVocabulary, builder: BatchBu
 
 def _fit_settings(model: TomcapAdaptor, cfg: TrainConfig, code_version: str) -> dict[str, Any]:
     """What the fit reads from configs and code (the data it reads is hashed by ``fit_key`` itself)."""
-    ents = model.config.entities.model_dump(mode="json", exclude={"vocabulary"})
+    # the count rule only reads the fitted heads: configs that differ only in it share one fit
+    ents = model.config.entities.model_dump(mode="json", exclude={"vocabulary", "count_rule"})
     return {"entities": ents, "seed": cfg.seed, "noise": cfg.noise, "noise_scale_query": cfg.noise_scale_query,
             "renormalize": cfg.renormalize, "code": code_version}
 

@@ -16,8 +16,7 @@ from prefect.futures import PrefectFuture
 from tasks.stages import STAGE_TASKS, publish
 from tomcap.artifacts import ArtifactRef
 from tomcap.demo.splits import split_pipeline_config
-from tomcap.demo.variants import training_order
-from tomcap.pipeline import Stage, reusable, run_until, stage
+from tomcap.pipeline import Stage, reusable, run_until
 from tomcap.settings import PipelineConfig
 
 
@@ -37,17 +36,10 @@ def run_variants(base: PipelineConfig, variants: dict[str, PipelineConfig], worl
     refs: dict[str, Any] = dict(shared)
     runs: list[dict[str, Any]] = []
     rows: dict[str, tuple[Any, Any]] = {}  # split/row -> (evaluation, captions), futures or given refs
-    # What a training needs beyond the shared stages (the paired oracle's train-image embeddings, seconds) is
-    # built before any training is submitted: a task that becomes ready later joins the end of the pool's
-    # queue, and the oracle's training then ran last, alone, while the other worker idled.
-    own = {name: _own_inputs(variant, reusable(base, refs, variant), data_dir) for name, variant in variants.items()}
-    own = {name: {k: _value(v) for k, v in got.items()} for name, got in own.items()}
-    # Trainings first, longest first: the pool takes ready tasks in submission order, and they are the long ones.
+    # Trainings first: the pool takes ready tasks in submission order, and they are the long ones.
     trained = {}
-    for name in training_order(variants):
-        variant = variants[name]
-        given = {**reusable(base, refs, variant), **own[name]}
-        trained[name] = run_until(variant, data_dir, "train", given, call=submit_task)
+    for name, variant in variants.items():
+        trained[name] = run_until(variant, data_dir, "train", reusable(base, refs, variant), call=submit_task)
         refs.update(reusable(variant, trained[name], base))
         runs.append(trained[name])
     for name, variant in variants.items():
@@ -68,16 +60,6 @@ def run_variants(base: PipelineConfig, variants: dict[str, PipelineConfig], worl
     evaluations = {key: _value(ev) for key, (ev, _) in rows.items()}
     generations = {key: _value(gen) for key, (_, gen) in rows.items()}
     return evaluations, generations
-
-
-def _own_inputs(variant: PipelineConfig, given: dict[str, Any], data_dir: str) -> dict[str, Any]:
-    """Submits the stages ``variant``'s training reads that ``given`` lacks; their futures by stage name."""
-    got: dict[str, Any] = {}
-    for inp in stage("train").active_inputs(variant):
-        if inp.stage not in given and inp.stage not in got:
-            ran = run_until(variant, data_dir, inp.stage, {**given, **got}, call=submit_task)
-            got.update((k, v) for k, v in ran.items() if k not in given)
-    return got
 
 
 def _value(ref: ArtifactRef | PrefectFuture) -> ArtifactRef:

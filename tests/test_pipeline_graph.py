@@ -93,19 +93,6 @@ def test_demo_variants_share_exactly_the_stages_they_compute_identically():
     assert shared["no_cfg"] == upstream | {"train"}  # only decoding changed
 
 
-def test_demo_trains_the_variants_whose_steps_read_retrieved_captions_first():
-    """Longest trainings first on the pool: no_retrieval (shorter prompts) goes last, the rest keep table order."""
-    from tomcap.demo.variants import all_variants, training_order
-
-    cfg = _cfg(generate={"decode": {"guidance_scale": 2.0}})
-    variants = all_variants(cfg)
-    assert training_order(variants) == ["full", "no_correction", "no_noise", "no_cfg", "paired_oracle",
-                                        "no_retrieval"]
-    no_prompt = {n: v.model_copy(update={"train": v.train.model_copy(update={"retrieval_prompt": False})})
-                 for n, v in variants.items()}
-    assert training_order(no_prompt) == list(variants)  # all alike: table order
-
-
 def _imports_after(code: str) -> set[str]:
     out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
                          capture_output=True, text=True, check=True, cwd=REPO)

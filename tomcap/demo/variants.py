@@ -35,12 +35,3 @@ def demo_variants(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
     """The variants ``cfg.demo.variants`` selects, in that (table) order."""
     every = all_variants(cfg)
     return {name: every[name] for name in cfg.demo.variants}
-
-
-def training_order(variants: dict[str, PipelineConfig]) -> list[str]:
-    """Variant names, the longest trainings first (longest-processing-time-first scheduling on the demo's pool):
-    a training step that reads retrieved captions in its prompt takes ~1.5x one that does not (the demo's
-    full: 255 s of steps, no_retrieval: 167 s), so the short no-retrieval training fills the end beside the
-    captioning of the others instead of leaving the paired oracle to finish alone. Ties keep table order."""
-    return sorted(variants, key=lambda name: not (variants[name].train.uses_retrieval
-                                                  and variants[name].train.retrieval_prompt))

@@ -161,6 +161,15 @@ def test_hint_dropout_without_caption_hints(tmp_path, capsys):
     assert not (tmp_path / "data").exists()
 
 
+def test_joint_count_rule_without_a_count_head(tmp_path, capsys):
+    # the joint rule votes with the count head: without one the field would silently do nothing
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train: {model: {entities: {count_rule: joint}}}\n")
+    code, _, err = run_cli(capsys, "corpus", "--config", cfg, "--data-dir", tmp_path / "data")
+    error_line(code, err, str(cfg), "count_rule", "count_hidden")
+    assert not (tmp_path / "data").exists()
+
+
 def test_non_finite_override_is_refused_by_the_config_layer():
     from tomcap.errors import ConfigError
     from tomcap.generate.config import DecodeConfig

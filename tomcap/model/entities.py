@@ -140,8 +140,8 @@ def joint_counts(count_logp: np.ndarray, top_p: np.ndarray) -> np.ndarray:
     """(B,) the count n (1 ... C) maximising log P(n) + sum log p of the top n entities + sum log(1 - p) of the
     next ones up to C: the most probable hint set when the count head and the entity probabilities (taken as
     independent) vote together. ``count_logp`` (B, C) log-probabilities of the counts; ``top_p`` (B, >= C) the
-    entity probabilities, most probable first. On the world's validation split the count head alone named one
-    object of two or three for 6.4% of single-object scenes, with the vote for 1.8% (hint F1 0.854 -> 0.862; it
+    entity probabilities, most probable first. On the world's validation split the count head alone hinted two or
+    three objects for 6.4% of single-object scenes, with the vote 1.8% (hint F1 0.854 -> 0.862; it
     undercounts three-object scenes more often: 0.855 -> 0.775 counted right; benchmarks/hint_rules.py)."""
     c = count_logp.shape[1]
     top_p = np.pad(top_p[:, :c], ((0, 0), (0, max(0, c - top_p.shape[1]))))  # fewer entities than counts: p = 0

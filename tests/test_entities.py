@@ -271,7 +271,7 @@ def test_a_count_head_decides_how_many_entities_are_hinted(inputs):
     assert {len(c) for c in chosen} == {1, 2}
 
 
-def test_the_joint_count_rule_weighs_the_count_head_against_the_entity_probabilities(inputs):
+def test_the_joint_count_rule_weighs_the_count_head_against_the_entity_probabilities(inputs, caplog):
     # a count head sure of 2, entities sure of 1: the joint rule hints 1; both unsure: the count head decides
     logp = np.log(np.array([[0.3, 0.6, 0.1], [0.3, 0.6, 0.1], [0.1, 0.2, 0.7]]))
     top_p = np.array([[0.99, 0.05, 0.01], [0.9, 0.6, 0.4], [0.95, 0.9, 0.8]])
@@ -285,9 +285,18 @@ def test_the_joint_count_rule_weighs_the_count_head_against_the_entity_probabili
     assert joint_counts(logp, top_p).tolist() == want
     assert joint_counts(np.log([[0.1, 0.2, 0.7]]), np.array([[0.9, 0.9]])).tolist() == [2]  # 2 entities, 3 counts
 
+    import logging
+
     data_dir, corpus, embed, gpt2, vocab = inputs
     model = load_adaptor(run_train(_cfg(gpt2, vocab, count_hidden=16, count_steps=300), data_dir, corpus=corpus,
                                    embed=embed).dir, device="cpu")
+    with caplog.at_level(logging.INFO, logger="tomcap.train.entity_cache"):  # the rule only reads the fitted heads
+        joint_model = load_adaptor(run_train(_cfg(gpt2, vocab, count_hidden=16, count_steps=300, count_rule="joint"),
+                                             data_dir, corpus=corpus, embed=embed).dir, device="cpu")
+    assert "reused the fit" in caplog.text
+    assert joint_model.config.entities.count_rule == "joint"
+    heads = model.entities.state_dict(), joint_model.entities.state_dict()
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
     x, _ = _corpus_embeddings(corpus, embed)
     head = model.entities.predict(x, threshold=0.5, max_entities=3, count_rule="head")
     joint = model.entities.predict(x, threshold=0.5, max_entities=3, count_rule="joint")

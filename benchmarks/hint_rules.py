@@ -15,8 +15,6 @@ Nothing here reads the test or novel splits.
 from __future__ import annotations
 
 import json
-from collections import Counter
-
 import numpy as np
 from _demo_world import demo_arguments
 
@@ -34,15 +32,12 @@ def windows(size: float, stride: float) -> list[tuple[float, float, float, float
     return [(x, y, x + size, y + size) for y in starts for x in starts]
 
 
-def hint_scores(chosen: list[list[int]], names: tuple[str, ...], truth: list[list[str]]) -> np.ndarray:
-    """Per image: the attribute F1 of the hinted objects (matched one-to-one, as the demo's attr_f1)."""
-    out = []
-    for js, objects in zip(chosen, truth):
-        named = [names[j] for j in js]
-        m = sum((Counter(named) & Counter(objects)).values())
-        p, r = (m / len(named) if named else 0.0), m / len(objects)
-        out.append(2 * p * r / (p + r) if m else 0.0)
-    return np.array(out)
+def hint_scores(lines: list[str], truth: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: (attr_f1, count_acc) of its hint line read as a caption, as the demo scores captions."""
+    from tomcap.demo.attributes import caption_scores
+
+    scores = [caption_scores(line, t) for line, t in zip(lines, truth)]
+    return np.array([s["attr_f1"] for s in scores]), np.array([s["count_acc"] for s in scores])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
     from _demo_world import full_variant
 
+    from tomcap.demo.attributes import load_scene_truth
     from tomcap.demo.splits import split_pipeline_config
     from tomcap.embed.config import ImageEmbedConfig
     from tomcap.embed.images import encode_images
     from tomcap.embed.stage import clip_for
     from tomcap.embed.store import EmbeddingSet
+    from tomcap.generate.stage import coco_ids_by_file
     from tomcap.index import Datastore
     from tomcap.model import load_adaptor
-    from tomcap.model.entities import EntityVocabulary, joint_counts
+    from tomcap.model.entities import EntityVocabulary, hint_texts, joint_counts
     from tomcap.pipeline import reusable, run_until
     from tomcap.world.stage import world_artifact_paths
 
@@ -71,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     emb = np.asarray(imgs.array(), np.float32)
     files = imgs.ids["file"].to_list()
     paths = world_artifact_paths(world)
-    scenes = {json.loads(line)["scene_id"]: json.loads(line)
-              for line in paths.split(SPLIT).scenes.read_text(encoding="utf-8").splitlines()}
-    truth = [[f"{o['color']} {o['shape']}" for o in scenes[f.rsplit(".", 1)[0]]["objects"]] for f in files]
-    sizes = np.array([len(t) for t in truth])
+    by_id = load_scene_truth(paths.split(SPLIT).scenes)
+    truth = [by_id[i] for i in coco_ids_by_file(paths.split(SPLIT).annotations, files)]
+    sizes = np.array([len(t["objects"]) for t in truth])
     model = load_adaptor(refs["train"].dir, device="cpu")
     head, ents = model.entities, model.config.entities
     vocab = EntityVocabulary.load(ents.vocabulary) if ents.vocabulary else None
@@ -94,13 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, per_image = [], {}
 
     def add(rule: str, setting: str, chosen: list[list[int]]) -> None:
-        v = hint_scores(chosen, names, truth)
+        v, right = hint_scores(hint_texts(names, chosen), truth)
         per_image[f"{rule} {setting}".strip()] = v
-        n = np.array([len(c) for c in chosen])
         rows.append({"rule": rule, "setting": setting, "hint_f1": round(float(v.mean()), 4),
                      **{f"f1_{k}obj": round(float(v[sizes == k].mean()), 4) for k in (1, 2, 3) if (sizes == k).any()},
-                     "count_right": round(float((n == sizes).mean()), 4),
-                     **{f"count_right_{k}obj": round(float((n[sizes == k] == k).mean()), 4) for k in (1, 2, 3)
+                     "count_right": round(float(right.mean()), 4),
+                     **{f"count_right_{k}obj": round(float(right[sizes == k].mean()), 4) for k in (1, 2, 3)
                         if (sizes == k).any()}})
         print(json.dumps(rows[-1]), flush=True)
 

@@ -152,21 +152,15 @@ def test_a_section_clip_that_contradicts_clip(tmp_path, capsys):
     assert not (tmp_path / "data").exists()
 
 
-def test_hint_dropout_without_caption_hints(tmp_path, capsys):
-    # predicted training hints are never dropped: the field would silently do nothing
+@pytest.mark.parametrize("entities, named", [
+    ("{hint_dropout: 0.3}", ("hint_dropout", "train_hints")),  # predicted training hints are never dropped
+    ("{count_rule: joint}", ("count_rule", "count_hidden")),  # the joint rule votes with a count head
+])
+def test_an_entity_field_that_would_silently_do_nothing(tmp_path, capsys, entities, named):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("train: {model: {entities: {hint_dropout: 0.3}}}\n")
+    cfg.write_text(f"train: {{model: {{entities: {entities}}}}}\n")
     code, _, err = run_cli(capsys, "corpus", "--config", cfg, "--data-dir", tmp_path / "data")
-    error_line(code, err, str(cfg), "hint_dropout", "train_hints")
-    assert not (tmp_path / "data").exists()
-
-
-def test_joint_count_rule_without_a_count_head(tmp_path, capsys):
-    # the joint rule votes with the count head: without one the field would silently do nothing
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("train: {model: {entities: {count_rule: joint}}}\n")
-    code, _, err = run_cli(capsys, "corpus", "--config", cfg, "--data-dir", tmp_path / "data")
-    error_line(code, err, str(cfg), "count_rule", "count_hidden")
+    error_line(code, err, str(cfg), *named)
     assert not (tmp_path / "data").exists()
 
 

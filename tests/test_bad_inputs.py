@@ -164,6 +164,14 @@ def test_an_entity_field_that_would_silently_do_nothing(tmp_path, capsys, entiti
     assert not (tmp_path / "data").exists()
 
 
+def test_consensus_rerank_without_reranking_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"  # plain beam search keeps its first beam: the consensus weight would do nothing
+    cfg.write_text("generate: {consensus_weight: 0.5, decode: {strategy: beam, clip_rerank: false}}\n")
+    code, _, err = run_cli(capsys, "corpus", "--config", cfg, "--data-dir", tmp_path / "data")
+    error_line(code, err, str(cfg), "consensus_weight", "clip_rerank: true")
+    assert not (tmp_path / "data").exists()
+
+
 def test_non_finite_override_is_refused_by_the_config_layer():
     from tomcap.errors import ConfigError
     from tomcap.generate.config import DecodeConfig

@@ -95,3 +95,20 @@ def test_beam_search_reranks_its_finished_beams_with_clip(setup):
     # a huge likelihood weight gives back beam search's own choice
     same = caption_batch(model, img, texts, ret, ranked_cfg, text_encoder=encode, likelihood_weight=1e6)
     assert [c.text for c in same] == [c.text for c in plain]
+
+
+def test_consensus_rerank_follows_the_neighbours(setup, monkeypatch):
+    model, _, img, ret, texts = setup
+    # the random decoder's byte tokens spell no words: one word per token id, so n-grams are the token n-grams
+    monkeypatch.setattr(model, "decode", lambda tokens: " ".join(f"w{t}" for t in tokens))
+    cfg = DecodeConfig(strategy="beam", beam_size=4, max_new_tokens=6, no_repeat_ngram_size=0, clip_rerank=True)
+    encode = _random_text_encoder()
+    clip_only = caption_batch(model, img, texts, ret, cfg, text_encoder=encode, likelihood_weight=0.0)
+    # each image's neighbours repeat one of its candidates that CLIP did not choose: a heavy weight picks it
+    wanted = [next(c for c in cap.candidates if c != cap.text) for cap in clip_only]
+    caps = caption_batch(model, img, texts, ret, cfg, text_encoder=encode, likelihood_weight=0.0,
+                         neighbours=[[w, w] for w in wanted], consensus_weight=1e3)
+    assert [c.text for c in caps] == wanted
+    assert [c.candidates for c in caps] == [c.candidates for c in clip_only]
+    with pytest.raises(ValueError, match="nearest captions"):
+        caption_batch(model, img, texts, ret, cfg, text_encoder=encode, consensus_weight=1.0)

@@ -52,6 +52,21 @@ def test_generate_then_evaluate(built):
     assert not run_generate(changed, data, train=train, index=index, images=images).cached
 
 
+def test_consensus_rerank_reads_deeper_than_the_prompt(built):
+    world, data, _, _, index, images, train = built
+    decode = DecodeConfig(strategy="beam", beam_size=3, max_new_tokens=5, clip_rerank=True)
+    plain = GenerateConfig(decode=decode, annotations=world.test_annotations)
+    cfg = plain.model_copy(update={"consensus_weight": 1.0, "consensus_k": 6})
+    assert plain.key_dict() == GenerateConfig(decode=decode, annotations=world.test_annotations,
+                                              consensus_k=6).key_dict()  # off: the key of captions made before it
+    gen = run_generate(cfg, data, train=train, index=index, images=images)
+    assert gen.key != run_generate(plain, data, train=train, index=index, images=images).key
+    retrieved = json.loads(gen.file("retrieved.json").read_text())
+    results = json.loads(gen.file("results.json").read_text())
+    assert all(len(r["retrieved"]) == 2 for r in retrieved)  # the prompt keeps the checkpoint's k
+    assert all(r["caption"] in ret["candidates"] for r, ret in zip(results, retrieved))
+
+
 def test_images_from_another_clip_are_refused(built, tmp_path):
     world, data, _, _, index, _, train = built
     other = run_embed_images(ImageEmbedConfig(model=CLIP, init_seed=7, images=world.test_images_dir), data)

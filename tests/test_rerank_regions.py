@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tomcap.generate.consensus import consensus_scores
 from tomcap.generate.regions import aggregate_regions, grid_crops
 from tomcap.generate.rerank import pick_best, rerank_scores
 
@@ -46,3 +47,13 @@ def test_region_aggregation_prefers_crops_like_the_image():
     assert np.allclose(aggregate_regions(g, crops, global_weight=1.0, temperature=0.1), g)
     blend = aggregate_regions(g, crops, global_weight=0.5, temperature=1.0)
     assert np.isclose(np.linalg.norm(blend), 1.0) and blend[0, 2] > 0
+
+
+def test_consensus_scores_prefer_the_neighbours_wording():
+    refs = ["a red cube on the left", "a red cube in the left corner", "a small red cube on the left"]
+    scores = consensus_scores(["a red cube on the left", "on the left a cube that is red", "two blue balls"], refs)
+    assert scores.shape == (3,) and scores[0] > scores[1] > scores[2]
+    assert consensus_scores(["x y z w"], ["x y z w"])[0] == pytest.approx(1.0)
+    assert consensus_scores(["x y"], ["x y"])[0] == pytest.approx(0.5)  # as CIDEr: no 3- or 4-grams score 0
+    assert consensus_scores(["two blue balls"], ["a red cube"])[0] == 0.0
+    assert (consensus_scores(["a", "b"], []) == 0).all() and (consensus_scores(["a"], [None]) == 0).all()

@@ -23,7 +23,9 @@ def all_variants(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
         FULL: cfg,
         "no_correction": _with(cfg, "train", gap_correction=False),
         "no_noise": _with(cfg, "train", noise=False),
-        "no_retrieval": _with(cfg, "train", retrieval_prompt=False, retrieval_cross=False),
+        # without the datastore in any role: not in the prompt, the cross-attention, nor the consensus rerank
+        "no_retrieval": _with(_with(cfg, "train", retrieval_prompt=False, retrieval_cross=False), "generate",
+                              consensus_weight=0.0),
         "no_cfg": _with(cfg, "generate", decode=decode),
         "paired_oracle": _with(cfg, "train", query="image"),
     }

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from .decoding import DecodeConfig, Hypothesis, decode
 from .guidance import ADAPTOR_MODEL, BASE_LM_MODEL, COND, LM, UNCOND, Guidance
 from .hint_guide import hint_phrases
+from .consensus import consensus_scores
 from .rerank import pick_best, rerank_scores
 from .streams import Stream
 
@@ -64,11 +65,13 @@ def build_streams(model: nn.Module, image_emb: torch.Tensor, retrieved_texts: li
 
 def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list[list[str]],
                   retrieved_emb: np.ndarray | None, cfg: DecodeConfig, base_lm: nn.Module | None = None,
-                  text_encoder: TextEncoder | None = None, likelihood_weight: float = 0.0) -> list[Caption]:
+                  text_encoder: TextEncoder | None = None, likelihood_weight: float = 0.0,
+                  neighbours: list[list[str]] | None = None, consensus_weight: float = 0.0) -> list[Caption]:
     """Captions for B images (image_emb (B, D) L2-normalised CLIP image embeddings).
 
     With ``strategy: sample`` (or beam search with ``clip_rerank``), each image's candidates are reranked by
-    CLIP similarity to the image (+ ``likelihood_weight`` × mean log-score), which needs ``text_encoder``."""
+    CLIP similarity to the image (+ ``likelihood_weight`` × mean log-score, + ``consensus_weight`` × agreement
+    with the image's ``neighbours``, its nearest datastore captions), which needs ``text_encoder``."""
     guidance = cfg.guidance()
     if LM in guidance.roles and base_lm is None:
         raise ValueError("LM guidance (lm_alpha set) needs the base language model")
@@ -107,6 +110,10 @@ def caption_batch(model: nn.Module, image_emb: np.ndarray, retrieved_texts: list
         emb, start = flat[start:start + len(ts)], start + len(ts)
         scores = rerank_scores(image[b:b + 1], emb[None], np.array([[h.score for h in hs]]),
                                np.array([[len(h.tokens) + 1 for h in hs]]), likelihood_weight)[0]
+        if consensus_weight:
+            if neighbours is None:
+                raise ValueError("consensus reranking needs each image's nearest captions")
+            scores = scores + consensus_weight * consensus_scores(ts, neighbours[b])
         best = int(pick_best(scores[None])[0])
         out.append(Caption(ts[best], float(scores[best]), ts, hints[b]))
     return out

@@ -85,15 +85,28 @@ class GenerateConfig(StageConfig):
     decode: DecodeConfig = DecodeConfig()
     k: int | None = Field(default=None, ge=0, description="retrieved captions per image; null: the checkpoint's k")
     likelihood_weight: float = Field(default=0.1, description="rerank weight of the mean log-score (strategy 'sample')")
+    consensus_weight: float = Field(default=0.0, ge=0, description="rerank weight of each candidate's n-gram agreement "
+                                    "with the datastore's consensus_k captions nearest the image (0 = off)")
+    consensus_k: int = Field(default=16, ge=1, description="nearest captions the consensus rerank compares with")
     regions: RegionConfig = RegionConfig()
     batch_size: int = Field(default=32, ge=1, description="images per decoding batch")
     max_images: int | None = Field(default=None, ge=1, description="caption only the first N images")
     annotations: Path | None = Field(default=None, description="COCO annotation file: results use its image ids "
                                      "(matched by file name) instead of the image-embedding ids")
 
+    @model_validator(mode="after")
+    def _consensus_needs_rerank(self) -> GenerateConfig:
+        if self.consensus_weight and not self.decode.reranks:
+            raise ValueError("consensus_weight ranks candidates, but decoding does not rerank them; fix: set "
+                             "generate.decode.clip_rerank: true (beam) or strategy: sample, or consensus_weight: 0")
+        return self
+
     def key_dict(self) -> dict:
         d = super().key_dict()
         d["decode"] = self.decode.key_dict()
+        if d.get("consensus_weight") == 0:  # artifacts captioned before consensus reranking keep their keys
+            d.pop("consensus_weight")
+            d.pop("consensus_k")
         return d
 
 

@@ -79,15 +79,19 @@ class CaptionSession:
     def caption(self, emb: np.ndarray) -> tuple[list[Caption], list[list[str]]]:
         """(captions, retrieved captions) for L2-normalised image embeddings (B, D), one decoding batch."""
         q = np.asarray(emb, np.float32)
-        if self.k > 0:
-            rows = self.store.search(q, self.k).rows
-            texts = [self.store.texts(r) for r in rows]
+        consensus = self.config.consensus_weight
+        depth = max(self.k, self.config.consensus_k if consensus else 0)
+        if depth > 0:
+            found = self.store.search(q, depth).rows
+            near = [self.store.texts(r) for r in found]
         else:
-            rows, texts = np.zeros((len(q), 0), np.int64), [[] for _ in q]
+            found, near = np.zeros((len(q), 0), np.int64), [[] for _ in q]
+        rows, texts = found[:, :self.k], [t[:self.k] for t in near]
         caps = caption_batch(self.model, q, texts if self.use_prompt else [[] for _ in q],
                              self.store.embeddings(rows) if self.use_cross else None, self.config.decode,
                              base_lm=self.base_lm, text_encoder=self.text_encoder,
-                             likelihood_weight=self.config.likelihood_weight)
+                             likelihood_weight=self.config.likelihood_weight,
+                             neighbours=near if consensus else None, consensus_weight=consensus)
         return caps, texts
 
     def caption_all(self, emb: np.ndarray, progress: bool | None = None) -> tuple[list[Caption], list[list[str]]]:

@@ -34,16 +34,6 @@ def mean_logprob(model, stream, text: str) -> float:
     return float(logp.gather(1, torch.tensor(target)[:, None]).sum()) / len(target)
 
 
-def cider(captions: dict[int, str], refs: dict[int, list[str]]) -> float:
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-    tok = PTBTokenizer()
-    gts = tok.tokenize({i: [{"caption": r} for r in refs[i]] for i in captions})
-    res = tok.tokenize({i: [{"caption": c or "."}] for i, c in captions.items()})
-    return float(Cider().compute_score(gts, res)[0])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = demo_arguments(__doc__.splitlines()[0]).parse_args(argv)
 
@@ -52,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tomcap.embed.config import ImageEmbedConfig
     from tomcap.embed.store import EmbeddingSet
+    from tomcap.evaluate import EvalItem, score_items
     from tomcap.generate.captioner import build_streams
     from tomcap.generate.guidance import COND
     from tomcap.generate.session import CaptionSession
@@ -75,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for a in ann["annotations"]:
         references.setdefault(a["image_id"], []).append(a["caption"])
     pools = []
+    decode = scfg.generate.decode
     with torch.inference_mode():
         for start in range(0, len(emb), BATCH):
             q = emb[start:start + BATCH]
@@ -83,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
             img = torch.tensor(q)
             entities = model.entity_hints(img, model.choose_entities(img))
             # the prompt and states the beams were decoded with: the checkpoint's k nearest captions
-            decode = scfg.generate.decode
             streams = build_streams(model, img, [n[:session.k] for n in near],
                                     torch.tensor(store.embeddings(rows[:, :session.k])), decode.guidance(),
                                     model.max_length - decode.max_new_tokens, entities)[COND]
@@ -93,19 +84,24 @@ def main(argv: list[str] | None = None) -> int:
                 clip = session.text_encoder(pool) @ q[i]
                 pools.append({"image_id": retrieved[start + i]["image_id"], "pool": pool, "beams": len(beams),
                               "clip": clip.tolist(), "logp": [mean_logprob(model, stream, t) for t in pool]})
-    rows_out = []
+    keys = [str(p["image_id"]) for p in pools]
+    refs_of = [references[p["image_id"]] for p in pools]
+    settings, items = [], []
     for n in RETRIEVED:
         for w in WEIGHTS:
-            chosen, from_retrieval = {}, 0
+            chosen, from_retrieval = [], 0
             for p in pools:
                 m = p["beams"] + n
                 best = int(np.argmax([p["clip"][j] + w * p["logp"][j] for j in range(m)]))
-                chosen[p["image_id"]] = p["pool"][best]
+                chosen.append(p["pool"][best])
                 from_retrieval += best >= p["beams"]
-            row = {"retrieved": n, "weight": w, "CIDEr": round(cider(chosen, references), 4),
-                   "retrieved_chosen": round(from_retrieval / len(pools), 3)}
-            print(json.dumps(row), flush=True)
-            rows_out.append(row)
+            items.append(EvalItem(name=f"n{n}_w{w}", keys=keys, ref_keys=keys, refs=refs_of, hyps=chosen))
+            settings.append({"retrieved": n, "weight": w, "retrieved_chosen": round(from_retrieval / len(pools), 3)})
+    # one scoring run for every setting: the references are tokenised once
+    scored = score_items(items, meteor=False, spice=False)
+    rows_out = [{**row, "CIDEr": round(sc.metrics["CIDEr"], 4)} for row, sc in zip(settings, scored)]
+    for row in rows_out:
+        print(json.dumps(row), flush=True)
     lines = [f"Committed decoding's validation CIDEr: {metrics['CIDEr']:.4f} (the beams reranked as decoded).", "",
              "| retrieved captions in the pool | log-prob weight | CIDEr | pool's pick is a retrieved caption |",
              "|---|---|---|---|"]

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .consensus import consensus_scores
 from .decoding import DecodeConfig, Hypothesis, decode
 from .guidance import ADAPTOR_MODEL, BASE_LM_MODEL, COND, LM, UNCOND, Guidance
 from .hint_guide import hint_phrases
-from .consensus import consensus_scores
 from .rerank import pick_best, rerank_scores
 from .streams import Stream
 

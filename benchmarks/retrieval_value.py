@@ -2,7 +2,7 @@
 
 1. ``seeds``: full vs no_retrieval in training seeds 0..2 (the demo config as committed; paired bootstrap).
 2. ``facets``: what the nearest caption gets right (size, grid position, background, colour-shape objects) against
-   what full and no_retrieval say, per facet (seed 0).
+   what full and no_retrieval say, per facet (seed 0); also the caption two other retrievals pick.
 3. ``training``: the same for the caption training retrieves for each corpus caption (the noised, gap-corrected
    text query with the caption's own image excluded, as ``train`` builds its batches), against that caption.
    Retrieval that is much better in training than at captioning would teach the decoder to copy it.
@@ -28,6 +28,7 @@ SPLIT = "val"
 VARIANTS = ("full", "no_retrieval")
 ORACLE_SOURCE = "val_references"
 TRAINING_SAMPLE = 3000
+HINT_SEARCH = 128
 FACETS = ("attr_f1", "size", "position", "background")
 
 
@@ -103,14 +104,43 @@ def read_json(ref, name: str):
     return json.loads(ref.file(name).read_text(encoding="utf-8"))
 
 
-def facets_section(done: dict, truth: dict[str, dict]) -> dict[str, dict[str, float]]:
+def facets_section(done: dict, truth: dict[str, dict], image_ids: dict[str, str]) -> dict[str, dict[str, float]]:
+    """``image_ids``: image file stem -> image id (the embeddings are keyed by file, the truth by id)."""
     out = {}
     for name in VARIANTS:
         out[name] = mean_facets([(r["caption"], truth[str(r["image_id"])])
                                  for r in read_json(done[name]["generate"], "results.json")])
     retrieved = read_json(done["full"]["generate"], "retrieved.json")
     out["nearest caption"] = mean_facets([(r["retrieved"][0], truth[str(r["image_id"])]) for r in retrieved])
+    out.update(other_retrievals(done["full"], retrieved, truth, image_ids))
     return out
+
+
+def other_retrievals(full: dict, retrieved: list[dict], truth: dict[str, dict],
+                     image_ids: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Two other ways to pick the caption: the image embedding moved into text space before the search (the
+    correction's inverse), and the nearest of HINT_SEARCH captions that names exactly the hinted entities."""
+    from tomcap.demo.attributes import named_objects
+    from tomcap.embed.store import EmbeddingSet
+    from tomcap.gapmath import l2_normalize, load_stats
+    from tomcap.index.datastore import Datastore
+
+    images = EmbeddingSet.open(full["test_images"])
+    ids = [image_ids[str(i)] for i in images.id_list().tolist()]
+    x = images.array()
+    stats = load_stats(full["gap"].dir)
+    store = Datastore.open(full["index"])
+    to_text = l2_normalize((x - stats.mu_i) * (stats.sigma_t / stats.sigma_i) + stats.mu_t).astype(np.float32)
+    top = [store.texts(r)[0] for r in store.search(to_text, 1).rows]
+    hints = {str(r["image_id"]): sorted(r["entities"].split(", ")) for r in retrieved if r.get("entities")}
+    picked = []
+    for i, rows in zip(ids, store.search(np.asarray(x, np.float32), HINT_SEARCH).rows):
+        near = store.texts(rows)
+        picked.append(next((t for t in near if sorted(f"{c} {s}" for c, s in named_objects(t)) == hints.get(i)),
+                           near[0]))
+    return {"nearest caption, query moved to text space": mean_facets([(t, truth[i]) for t, i in zip(top, ids)]),
+            f"nearest of {HINT_SEARCH} naming the hinted entities": mean_facets(
+                [(t, truth[i]) for t, i in zip(picked, ids)])}
 
 
 def training_section(train_cfg, refs: dict) -> dict[str, float]:
@@ -210,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds, seed0 = seeds_section(world, wired, dd, args.seeds)
     truth = scene_truth(world_artifact_paths(world).split(SPLIT).scenes)
     full = seed0["full"]
-    out = {"split": SPLIT, "seeds": seeds, "facets": facets_section(seed0, truth)}
+    coco = json.loads(world_artifact_paths(world).split(SPLIT).annotations.read_text(encoding="utf-8"))
+    image_ids = {im["file_name"].rsplit(".", 1)[0]: str(im["id"]) for im in coco["images"]}
+    out = {"split": SPLIT, "seeds": seeds, "facets": facets_section(seed0, truth, image_ids)}
     out["facets"]["training retrieval (vs the caption trained on)"] = training_section(
         seed0["config"].train, {k: full[k] for k in ("corpus", "embed", "gap", "index")})
     out["oracle"] = oracle_section(world, seed0["config"], full, dd, [0.0, seed0["config"].generate.consensus_weight])

@@ -6,10 +6,12 @@
 3. ``training``: the same for the caption training retrieves for each corpus caption (the noised, gap-corrected
    text query with the caption's own image excluded, as ``train`` builds its batches), against that caption.
    Retrieval that is much better in training than at captioning would teach the decoder to copy it.
-4. ``oracle``: the seed-0 full adaptor, unchanged, captioning with a datastore that also holds the validation
-   images' own reference captions. How often the top-1 is one of them, how often the caption repeats it, and
-   the CIDEr it reaches, with and without the consensus rerank. It tells 'the datastore has nothing better to
-   give' from 'the decoder does not take what it is given'.
+4. ``oracle``: the seed-0 full adaptor, unchanged, captioning with datastores that also hold the own reference
+   captions of a seeded share (0, 1/4, 1/2, all) of the validation images. How often the top-1 is one of them,
+   how often the caption repeats it, the CIDEr it reaches (on the images in the store and on the others) and its
+   paired gain over no_retrieval, with and without the consensus rerank. It tells 'the datastore has nothing
+   better to give' from 'the decoder does not take what it is given', and shows retrieval's gain as a function
+   of what the datastore holds (as the gap sweep shows the correction's as a function of the gap).
 
 Nothing here reads the test or novel splits; nothing is chosen from it.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 from _demo_world import demo_arguments
@@ -29,6 +32,10 @@ VARIANTS = ("full", "no_retrieval")
 ORACLE_SOURCE = "val_references"
 TRAINING_SAMPLE = 3000
 HINT_SEARCH = 128
+ORACLE_SHARES = (0.0, 0.25, 0.5, 1.0)
+ORACLE_SEED = 0
+ORACLE_DIR = Path("work") / "retrieval_value"
+"""Where the val reference files of the oracle datastores are written, under --root."""
 FACETS = ("attr_f1", "size", "position", "background")
 
 
@@ -96,7 +103,8 @@ def seeds_section(world, wired, dd: str, seeds: list[int]):
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if not k.startswith("delta")}), flush=True)
         if seed == seeds[0]:
-            seed0 = {n: got[n][2] for n in VARIANTS} | {"config": variants["full"]}
+            seed0 = {n: got[n][2] for n in VARIANTS} | {"config": variants["full"],
+                                                        "no_retrieval_cider": got["no_retrieval"][1]["CIDEr"]}
     return rows, seed0
 
 
@@ -162,34 +170,54 @@ def training_section(train_cfg, refs: dict) -> dict[str, float]:
     return mean_facets([(g, caption_truth(texts[i])) for g, i in zip(got, idx)])
 
 
-def oracle_section(world, full_cfg, done_full: dict, dd: str, weights: list[float]) -> list[dict]:
+def oracle_section(world, full_cfg, done_full: dict, no_retrieval: dict[str, float], dd: str,
+                   weights: list[float]) -> list[dict]:
+    """The seed-0 full adaptor with datastores that also hold the references of a seeded share of the val images;
+    ``no_retrieval``: that variant's per-image CIDEr, for the paired gain."""
     from tomcap.corpus.config import SourceConfig
     from tomcap.demo.report import variant_metrics
     from tomcap.demo.splits import split_pipeline_config
+    from tomcap.evaluate import bootstrap
     from tomcap.pipeline import run_until
     from tomcap.world.stage import world_artifact_paths
 
     annotations = world_artifact_paths(world).split(SPLIT).annotations
+    coco = json.loads(annotations.read_text(encoding="utf-8"))
     refs: dict[str, set[str]] = {}
-    for a in json.loads(annotations.read_text(encoding="utf-8"))["annotations"]:
+    for a in coco["annotations"]:
         refs.setdefault(str(a["image_id"]), set()).add(a["caption"])
-    oracle_cfg = full_cfg.model_copy(update={"corpus": full_cfg.corpus.model_copy(update={
-        "sources": [*full_cfg.corpus.sources, SourceConfig(path=annotations, name=ORACLE_SOURCE)]})})
-    oracle_index = run_until(oracle_cfg, dd, "index")["index"]
-    train = done_full["train"]
+    order = np.random.default_rng(ORACLE_SEED).permutation(sorted(refs))
+    folder = Path(dd) / ORACLE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for store, index in (("corpus", done_full["index"]), ("corpus + val references", oracle_index)):
+    for share in ORACLE_SHARES:
+        inside = set(order[:round(share * len(order))].tolist())
+        index = done_full["index"]
+        if inside:
+            part = folder / f"{ORACLE_SOURCE}_{round(100 * share)}.json"
+            part.write_text(json.dumps({**coco, "annotations": [a for a in coco["annotations"]
+                                                                 if str(a["image_id"]) in inside]}), encoding="utf-8")
+            cfg = full_cfg.model_copy(update={"corpus": full_cfg.corpus.model_copy(update={
+                "sources": [*full_cfg.corpus.sources, SourceConfig(path=part, name=ORACLE_SOURCE)]})})
+            index = run_until(cfg, dd, "index")["index"]
         for w in weights:
             cfg = full_cfg.model_copy(update={"generate": full_cfg.generate.model_copy(
                 update={"consensus_weight": w})})
             done = run_until(split_pipeline_config(cfg, world, SPLIT), dd, "evaluate",
-                             {"train": train, "index": index})
-            metrics, _ = variant_metrics(world, done["evaluate"], done["generate"], SPLIT)
+                             {"train": done_full["train"], "index": index})
+            metrics, per_image = variant_metrics(world, done["evaluate"], done["generate"], SPLIT)
             results = {str(r["image_id"]): r["caption"] for r in read_json(done["generate"], "results.json")}
             retrieved = read_json(done["generate"], "retrieved.json")
             n = len(retrieved)
-            rows.append({"datastore": store, "consensus_weight": w, "CIDEr": round(metrics["CIDEr"], 4),
-                         "attr_f1": round(metrics["attr_f1"], 4),
+            cider = per_image["CIDEr"]
+            ids = sorted(set(cider) & set(no_retrieval))
+            gain = bootstrap.paired_difference([cider[i] for i in ids], [no_retrieval[i] for i in ids])
+            rows.append({"share_in_store": share, "consensus_weight": w, "CIDEr": round(metrics["CIDEr"], 4),
+                         "attr_f1": round(metrics["attr_f1"], 4), "vs_no_retrieval": gain,
+                         "CIDEr_in_store": round(float(np.mean([cider[i] for i in ids if i in inside])), 4)
+                         if inside else None,
+                         "CIDEr_not_in_store": round(float(np.mean([cider[i] for i in ids if i not in inside])), 4)
+                         if len(inside) < len(ids) else None,
                          "top1_is_own_reference": round(sum(r["retrieved"][0] in refs[str(r["image_id"])]
                                                             for r in retrieved) / n, 4),
                          "caption_repeats_top1": round(sum(results[str(r["image_id"])] == r["retrieved"][0]
@@ -212,11 +240,16 @@ def markdown(out: dict) -> str:
               "| source | attr F1 | size | grid position | background |", "|---|---|---|---|---|"]
     for name, f in out["facets"].items():
         lines.append(f"| {name} | " + " | ".join(f"{f[k]:.3f}" for k in FACETS) + " |")
-    lines += ["", "### Oracle datastore (seed-0 full adaptor, unchanged)", "",
-              "| datastore | consensus weight | CIDEr | attr F1 | top-1 is one of the image's references "
-              "| caption repeats the top-1 |", "|---|---|---|---|---|---|"]
+    lines += ["", "### Oracle datastores (seed-0 full adaptor, unchanged): the corpus plus the references of a "
+              "share of the val images", "",
+              "| share of val images in the store | consensus weight | CIDEr | CIDEr, images in the store "
+              "| not in the store | vs no_retrieval [95% CI] | attr F1 | top-1 is one of the image's references "
+              "| caption repeats the top-1 |", "|---|---|---|---|---|---|---|---|---|"]
     for r in out["oracle"]:
-        lines.append(f"| {r['datastore']} | {r['consensus_weight']} | {r['CIDEr']:.3f} | {r['attr_f1']:.3f} | "
+        g = r["vs_no_retrieval"]
+        cells = [f"{r[k]:.3f}" if r[k] is not None else "-" for k in ("CIDEr_in_store", "CIDEr_not_in_store")]
+        lines.append(f"| {r['share_in_store']:.2f} | {r['consensus_weight']} | {r['CIDEr']:.3f} | {cells[0]} | "
+                     f"{cells[1]} | {g['mean']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] | {r['attr_f1']:.3f} | "
                      f"{r['top1_is_own_reference']:.3f} | {r['caption_repeats_top1']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -245,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"split": SPLIT, "seeds": seeds, "facets": facets_section(seed0, truth, image_ids)}
     out["facets"]["training retrieval (vs the caption trained on)"] = training_section(
         seed0["config"].train, {k: full[k] for k in ("corpus", "embed", "gap", "index")})
-    out["oracle"] = oracle_section(world, seed0["config"], full, dd, [0.0, seed0["config"].generate.consensus_weight])
+    out["oracle"] = oracle_section(world, seed0["config"], full, seed0["no_retrieval_cider"], dd,
+                                   [0.0, seed0["config"].generate.consensus_weight])
     out["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1), encoding="utf-8")

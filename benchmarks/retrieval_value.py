@@ -112,29 +112,30 @@ def read_json(ref, name: str):
     return json.loads(ref.file(name).read_text(encoding="utf-8"))
 
 
-def facets_section(done: dict, truth: dict[str, dict], image_ids: dict[str, str]) -> dict[str, dict[str, float]]:
-    """``image_ids``: image file stem -> image id (the embeddings are keyed by file, the truth by id)."""
+def facets_section(done: dict, truth: dict[str, dict], annotations: Path) -> dict[str, dict[str, float]]:
+    """``annotations``: the split's COCO file (the embeddings are keyed by image file, the truth by image id)."""
     out = {}
     for name in VARIANTS:
         out[name] = mean_facets([(r["caption"], truth[str(r["image_id"])])
                                  for r in read_json(done[name]["generate"], "results.json")])
     retrieved = read_json(done["full"]["generate"], "retrieved.json")
     out["nearest caption"] = mean_facets([(r["retrieved"][0], truth[str(r["image_id"])]) for r in retrieved])
-    out.update(other_retrievals(done["full"], retrieved, truth, image_ids))
+    out.update(other_retrievals(done["full"], retrieved, truth, annotations))
     return out
 
 
 def other_retrievals(full: dict, retrieved: list[dict], truth: dict[str, dict],
-                     image_ids: dict[str, str]) -> dict[str, dict[str, float]]:
+                     annotations: Path) -> dict[str, dict[str, float]]:
     """Two other ways to pick the caption: the image embedding moved into text space before the search (the
     correction's inverse), and the nearest of HINT_SEARCH captions that names exactly the hinted entities."""
     from tomcap.demo.attributes import named_objects
     from tomcap.embed.store import EmbeddingSet
     from tomcap.gapmath import l2_normalize, load_stats
+    from tomcap.generate.stage import coco_ids_by_file
     from tomcap.index.datastore import Datastore
 
     images = EmbeddingSet.open(full["test_images"])
-    ids = [image_ids[str(i)] for i in images.id_list().tolist()]
+    ids = [str(i) for i in coco_ids_by_file(annotations, images.ids["file"].to_list())]
     x = images.array()
     stats = load_stats(full["gap"].dir)
     store = Datastore.open(full["index"])
@@ -273,9 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds, seed0 = seeds_section(world, wired, dd, args.seeds)
     truth = scene_truth(world_artifact_paths(world).split(SPLIT).scenes)
     full = seed0["full"]
-    coco = json.loads(world_artifact_paths(world).split(SPLIT).annotations.read_text(encoding="utf-8"))
-    image_ids = {im["file_name"].rsplit(".", 1)[0]: str(im["id"]) for im in coco["images"]}
-    out = {"split": SPLIT, "seeds": seeds, "facets": facets_section(seed0, truth, image_ids)}
+    out = {"split": SPLIT, "seeds": seeds,
+           "facets": facets_section(seed0, truth, world_artifact_paths(world).split(SPLIT).annotations)}
     out["facets"]["training retrieval (vs the caption trained on)"] = training_section(
         seed0["config"].train, {k: full[k] for k in ("corpus", "embed", "gap", "index")})
     out["oracle"] = oracle_section(world, seed0["config"], full, seed0["no_retrieval_cider"], dd,

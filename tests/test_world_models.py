@@ -136,3 +136,24 @@ def test_phase_single_object_share_reaches_the_batches_not_the_split(tmp_path, m
     assert share1 == share2 == TINY_WORLD.single_object_share and len(phase3) == 2
     # the phase's batches hold no one-object base scene; the excluded test keys are the world's own
     assert all(share == 0.0 and excl == excl1 and min(n) >= 2 for share, excl, n in phase3)
+
+
+def test_gpt2_pretraining_skips_every_evaluation_split():
+    """The frozen decoder must not have read captions of a validation, test or novel scene: the shipped one was
+    trained before val and novel existed and saw 189 val scenes (benchmarks/results/val_overlap.md)."""
+    from tomcap.world.captions import scene_captions
+    from tomcap.world.scenes import scene_stream
+    from tomcap.world.splits import EVAL_SPLITS, split_scenes
+    from tomcap.world.train_gpt2 import TRAIN_STREAM, world_caption_groups
+
+    # Single objects only: few distinct keys, so the GPT-2's stream repeats evaluation scenes that must be skipped.
+    world = WorldConfig(seed=4, n_train_scenes=20, n_test_images=40, n_val_images=40, n_novel_images=20,
+                        heldout_pairs=2, single_object_share=1.0)
+    cfg = Gpt2TrainConfig(seed=4, n_train_scenes=3000, n_heldout_scenes=10)
+    evaluation = {s.key() for split in EVAL_SPLITS for s in split_scenes(world, split)}
+    drawn = scene_stream(cfg.seed, TRAIN_STREAM, cfg.n_train_scenes, world.max_objects, world.single_object_share)
+    assert sum(s.key() in evaluation for s in drawn) > 0  # the exclusion has something to do
+    groups, _ = world_caption_groups(cfg, world)
+    kept = [s for s in drawn if s.key() not in evaluation]
+    assert len(groups) == len(kept)
+    assert groups == [scene_captions(s, world.captions_per_image, world.seed, world.relation_share) for s in kept]

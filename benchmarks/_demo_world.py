@@ -28,6 +28,29 @@ def wired_demo(config: Path, data_dir: str):
     return world, demo_pipeline_config(base, world, run_world(base.demo.unpaired_world, data_dir))
 
 
+def scoring_setup(config: Path, data_dir: str):
+    """(world, wired config without METEOR) with the shared stages built at full threads and this process then held
+    to one thread, as flows/demo.py runs each variant: the start of the scripts that score variants per seed."""
+    from tomcap.pipeline import run_until
+    from tomcap.threads import limit_threads
+
+    world, wired = wired_demo(config, data_dir)
+    wired = wired.model_copy(update={"evaluate": wired.evaluate.model_copy(update={"meteor": False})})
+    run_until(wired, data_dir, "gap")
+    limit_threads(1)
+    return world, wired
+
+
+def write_results(out: Path, result: dict, markdown: str) -> None:
+    """``result`` as JSON at ``out``, ``markdown`` beside it (.md), and the markdown printed."""
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+
+
 def full_variant(config: Path, data_dir: str):
     """(world artifact, the demo's ``full`` variant without METEOR): the base the validation sweeps vary."""
     from tomcap.demo.variants import demo_variants

@@ -80,21 +80,28 @@ def mean_facets(pairs: list[tuple[str, dict]]) -> dict[str, float]:
     return {f: round(float(np.nanmean([r[f] for r in rows])), 4) for f in FACETS}
 
 
-def seeds_section(world, wired, dd: str, seeds: list[int]):
+def variant_runs(world, wired, dd: str, seed: int, split: str = SPLIT):
+    """({variant: (metrics, per-image metrics, stage refs)} of ``VARIANTS`` trained with ``seed`` and scored on
+    ``split``, {variant: its pipeline config})."""
     from tomcap.demo.report import variant_metrics
     from tomcap.demo.splits import split_pipeline_config
     from tomcap.demo.variants import all_variants
-    from tomcap.evaluate import bootstrap
     from tomcap.pipeline import run_until
+
+    variants = all_variants(wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})}))
+    got = {}
+    for name in VARIANTS:
+        done = run_until(split_pipeline_config(variants[name], world, split), dd, "evaluate")
+        got[name] = (*variant_metrics(world, done["evaluate"], done["generate"], split), done)
+    return got, variants
+
+
+def seeds_section(world, wired, dd: str, seeds: list[int]):
+    from tomcap.evaluate import bootstrap
 
     rows, seed0 = [], {}
     for seed in seeds:
-        variants = all_variants(wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})}))
-        got = {}
-        for name in VARIANTS:
-            done = run_until(split_pipeline_config(variants[name], world, SPLIT), dd, "evaluate")
-            metrics, per_image = variant_metrics(world, done["evaluate"], done["generate"], SPLIT)
-            got[name] = (metrics, per_image, done)
+        got, variants = variant_runs(world, wired, dd, seed)
         row = {"seed": seed, **{f"{n}_{m}": round(got[n][0][m], 4) for n in VARIANTS for m in ("CIDEr", "attr_f1")}}
         for m in ("CIDEr", "attr_f1"):
             a, b = got["full"][1][m], got["no_retrieval"][1][m]
@@ -260,17 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args(argv)
 
-    from _demo_world import wired_demo
-    from tomcap.pipeline import run_until
-    from tomcap.threads import limit_threads
+    from _demo_world import scoring_setup, write_results
     from tomcap.world.stage import world_artifact_paths
 
     dd = str(args.root)
     t0 = time.perf_counter()
-    world, wired = wired_demo(args.config, dd)
-    wired = wired.model_copy(update={"evaluate": wired.evaluate.model_copy(update={"meteor": False})})
-    run_until(wired, dd, "gap")  # as flows/demo.py: shared stages at full threads, each variant at one
-    limit_threads(1)
+    world, wired = scoring_setup(args.config, dd)
     seeds, seed0 = seeds_section(world, wired, dd, args.seeds)
     truth = scene_truth(world_artifact_paths(world).split(SPLIT).scenes)
     full = seed0["full"]
@@ -281,10 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     out["oracle"] = oracle_section(world, seed0["config"], full, seed0["no_retrieval_cider"], dd,
                                    [0.0, seed0["config"].generate.consensus_weight])
     out["seconds"] = round(time.perf_counter() - t0, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(out), encoding="utf-8")
-    print(markdown(out))
+    write_results(args.out, out, markdown(out))
     return 0
 
 

@@ -48,12 +48,10 @@ def pretraining_keys(record_file: Path) -> set:
     return {s.key() for s in scenes}
 
 
-def groups_by_image(world_cfg, world_ref, split: str, seen_keys: set) -> dict[str, tuple[bool, int]]:
-    """image id -> (scene seen in pretraining, number of objects)."""
-    from tomcap.world.splits import split_scenes
+def groups_by_image(scenes: list, world_ref, split: str, seen_keys: set) -> dict[str, tuple[bool, int]]:
+    """image id -> (scene seen in pretraining, number of objects); ``scenes``: the split's, in its order."""
     from tomcap.world.stage import world_artifact_paths
 
-    scenes = split_scenes(world_cfg, split)
     path = world_artifact_paths(world_ref).split(split).scenes
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if [r["scene_id"] for r in rows] != [s.scene_id for s in scenes]:
@@ -61,13 +59,11 @@ def groups_by_image(world_cfg, world_ref, split: str, seen_keys: set) -> dict[st
     return {str(r["image_id"]): (s.key() in seen_keys, len(s.objects)) for r, s in zip(rows, scenes)}
 
 
-def counts(world_cfg, seen_keys: set) -> list[dict]:
-    from tomcap.world.splits import split_scenes
-
+def counts(scenes: dict[str, list], seen_keys: set) -> list[dict]:
     out = []
     for split in SPLITS:
         row: dict = {"split": split}
-        for s in split_scenes(world_cfg, split):
+        for s in scenes[split]:
             n = f"{len(s.objects)}obj"
             row.setdefault(n, [0, 0])
             row[n][0] += 1
@@ -79,31 +75,20 @@ def counts(world_cfg, seen_keys: set) -> list[dict]:
     return out
 
 
-def deltas(root: Path, seeds: list[int], world_cfg, seen_keys: set) -> list[dict]:
-    from _demo_world import wired_demo
-    from tomcap.demo.report import variant_metrics
-    from tomcap.demo.splits import split_pipeline_config
-    from tomcap.demo.variants import all_variants
+def deltas(root: Path, seeds: list[int], scenes: dict[str, list], seen_keys: set) -> list[dict]:
+    from _demo_world import scoring_setup
+    from retrieval_value import variant_runs
     from tomcap.evaluate import bootstrap
-    from tomcap.pipeline import run_until
-    from tomcap.threads import limit_threads
 
-    world, wired = wired_demo(DEMO_CONFIG, str(root))
-    wired = wired.model_copy(update={"evaluate": wired.evaluate.model_copy(update={"meteor": False})})
-    run_until(wired, str(root), "gap")
-    limit_threads(1)
+    world, wired = scoring_setup(DEMO_CONFIG, str(root))
+    subsets = {"all": lambda g: True, "seen": lambda g: g[0], "unseen": lambda g: not g[0],
+               "1 object": lambda g: g[1] == 1, "2-3 objects": lambda g: g[1] > 1}
     rows = []
     for split in DELTA_SPLITS:
-        group = groups_by_image(world_cfg, world, split, seen_keys)
-        subsets = {"all": lambda g: True, "seen": lambda g: g[0], "unseen": lambda g: not g[0],
-                   "1 object": lambda g: g[1] == 1, "2-3 objects": lambda g: g[1] > 1}
+        group = groups_by_image(scenes[split], world, split, seen_keys)
         for seed in seeds:
-            variants = all_variants(wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})}))
-            cider = {}
-            for name in ("full", "no_retrieval"):
-                done = run_until(split_pipeline_config(variants[name], world, split), str(root), "evaluate")
-                cider[name] = variant_metrics(world, done["evaluate"], done["generate"], split)[1]["CIDEr"]
-            a, b = cider["full"], cider["no_retrieval"]
+            got, _ = variant_runs(world, wired, str(root), seed, split)
+            a, b = got["full"][1]["CIDEr"], got["no_retrieval"][1]["CIDEr"]
             for label, keep in subsets.items():
                 ids = sorted(i for i in a if i in b and keep(group[i]))
                 if ids:
@@ -144,17 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
+    from _demo_world import write_results
     from tomcap.settings import load_pipeline_config
+    from tomcap.world.splits import split_scenes
 
     world_cfg = load_pipeline_config(DEMO_CONFIG).world
+    scenes = {split: split_scenes(world_cfg, split) for split in SPLITS}
     seen = pretraining_keys(GPT2_RECORD)
-    out = {"gpt2_record": GPT2_RECORD.name, "counts": counts(world_cfg, seen), "seeds": args.seeds}
+    out = {"gpt2_record": GPT2_RECORD.name, "counts": counts(scenes, seen), "seeds": args.seeds}
     if args.root is not None:
-        out["deltas"] = deltas(args.root, args.seeds, world_cfg, seen)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(out), encoding="utf-8")
-    print(markdown(out))
+        out["deltas"] = deltas(args.root, args.seeds, scenes, seen)
+    write_results(args.out, out, markdown(out))
     return 0
 
 

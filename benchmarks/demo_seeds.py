@@ -1,11 +1,16 @@
 """Training seeds of the demo's ablation claims (issue 20): full vs no_correction / no_noise / no_retrieval.
 
 Trains each variant with ``train.seed`` in --seeds (0 is the demo's own run; with the same --root it is
-served from cache) on configs/demo.yaml as committed, captions and scores the TEST split (the claims are
-made there; nothing is chosen from these numbers), and reports CIDEr and attr_f1 per seed and whether
-full beats each ablation in every seed.
+served from cache) on configs/demo.yaml as committed, captions and scores --split, and reports CIDEr and
+attr_f1 per seed, the paired bootstrap difference full - variant per seed (95%, same images), and whether
+full beats each ablation in every seed. The claims are made on ``test`` (nothing is chosen from it);
+``--split val`` re-checks the committed config on validation, e.g. after a shipped model changes.
+METEOR is left out (it does not enter these numbers).
 
     nice -n 5 .venv/bin/python benchmarks/demo_seeds.py --root DATA_DIR --out benchmarks/results/demo_seeds.json
+    # two processes side by side on one root (the shared stages first), then once more to gather the table:
+    ... demo_seeds.py --split val --variants full no_retrieval --root R --out /tmp/a.json &
+    ... demo_seeds.py --split val --variants no_noise no_correction --root R --out /tmp/b.json
 """
 from __future__ import annotations
 
@@ -15,55 +20,70 @@ from _demo_world import demo_arguments
 
 VARIANTS = ("full", "no_correction", "no_noise", "no_retrieval")
 METRICS = ("CIDEr", "attr_f1")
-SPLIT = "test"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = demo_arguments(__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--threads", type=int, default=1, help="math threads per variant (a demo worker's: 1)")
+    ap.add_argument("--split", choices=("test", "val", "novel"), default="test")
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = ap.parse_args(argv)
 
-    from _demo_world import wired_demo
+    from _demo_world import scoring_setup, write_results
     from tomcap.demo.report import variant_metrics
     from tomcap.demo.splits import split_pipeline_config
     from tomcap.demo.variants import all_variants
+    from tomcap.evaluate import bootstrap
     from tomcap.pipeline import run_until
-    from tomcap.threads import limit_threads
 
     dd = str(args.root)
-    world, wired = wired_demo(args.config, dd)
     # As flows/demo.py: the shared stages at the process's full thread budget, then every variant as one of
-    # its pool workers runs it (one core's threads). The thread count moves float sums by an ulp, and a
-    # seed trained at another count would not be the demo's run.
-    run_until(wired, dd, "gap")
-    limit_threads(args.threads)
-    table: dict[str, dict[str, dict[str, float]]] = {}
+    # its pool workers runs it (one thread). The thread count moves float sums by an ulp, and a seed trained
+    # at another count would not be the demo's run.
+    world, wired = scoring_setup(args.config, dd)
+    names = [n for n in VARIANTS if n in args.variants]
+    table: dict[str, dict[str, dict]] = {}
+    per_image: dict[str, dict[str, dict]] = {}
     for seed in args.seeds:
         seeded = wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})})
         variants = all_variants(seeded)
-        for name in VARIANTS:
+        for name in names:
             t0 = time.perf_counter()
-            scfg = split_pipeline_config(variants[name], world, SPLIT)
-            done = run_until(scfg, dd, "evaluate")
-            m, _ = variant_metrics(world, done["evaluate"], done["generate"], SPLIT)
+            done = run_until(split_pipeline_config(variants[name], world, args.split), dd, "evaluate")
+            m, by_image = variant_metrics(world, done["evaluate"], done["generate"], args.split)
+            per_image.setdefault(name, {})[str(seed)] = by_image
             table.setdefault(name, {})[str(seed)] = {k: round(m[k], 4) for k in METRICS}
             print(json.dumps({"seed": seed, "variant": name, **table[name][str(seed)],
                               "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    paired = {}
+    if "full" in names:
+        for name in names[1:]:
+            for s in map(str, args.seeds):
+                for m in METRICS:
+                    a, b = per_image["full"][s][m], per_image[name][s][m]
+                    ids = sorted(set(a) & set(b))
+                    paired.setdefault(name, {}).setdefault(s, {})[m] = bootstrap.paired_difference(
+                        [a[i] for i in ids], [b[i] for i in ids])
     verdict = {name: {m: all(table["full"][s][m] > table[name][s][m] for s in table["full"]) for m in METRICS}
-               for name in VARIANTS if name != "full"}
-    out = {"split": SPLIT, "seeds": args.seeds, "per_seed": table, "full_beats_in_every_seed": verdict}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    lines = ["| variant | " + " | ".join(f"{m} seed {s}" for m in METRICS for s in args.seeds) + " |",
+               for name in paired}
+    out = {"split": args.split, "seeds": args.seeds, "per_seed": table, "full_minus_variant": paired,
+           "full_beats_in_every_seed": verdict}
+    lines = [f"Split `{args.split}`.", "",
+             "| variant | " + " | ".join(f"{m} seed {s}" for m in METRICS for s in args.seeds) + " |",
              "|---" * (1 + len(METRICS) * len(args.seeds)) + "|"]
-    for name in VARIANTS:
+    for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{table[name][str(s)][m]:.3f}" for m in METRICS for s in args.seeds)
                      + " |")
-    lines += ["", "full > variant in every seed: " + ", ".join(
-        f"{n}: " + "/".join(f"{m} {'yes' if v[m] else 'no'}" for m in METRICS) for n, v in verdict.items())]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if paired:
+        lines += ["", "full - variant, paired 95% bootstrap over the split's images:", "",
+                  "| variant | seed | CIDEr | attr_f1 |", "|---|---|---|---|"]
+        for name, by_seed in paired.items():
+            for s, d in by_seed.items():
+                lines.append(f"| {name} | {s} | " + " | ".join(
+                    f"{d[m]['mean']:+.3f} [{d[m]['lo']:+.3f}, {d[m]['hi']:+.3f}]" for m in METRICS) + " |")
+        lines += ["", "full > variant in every seed: " + ", ".join(
+            f"{n}: " + "/".join(f"{m} {'yes' if v[m] else 'no'}" for m in METRICS) for n, v in verdict.items())]
+    write_results(args.out, out, "\n".join(lines) + "\n")
     return 0
 
 

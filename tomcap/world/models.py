@@ -165,7 +165,8 @@ def write_model_card(models_dir: Path, metrics: dict[str, Any]) -> Path:
         "",
         "Load: `AutoModelForCausalLM.from_pretrained(dir)`, `AutoTokenizer.from_pretrained(dir)` (byte-level BPE",
         "trained with `tokenizers`, `<|endoftext|>` = bos/eos/pad). "
-        "Training text: `<|endoftext|> caption <|endoftext|>`.",
+        "Training text: `<|endoftext|> caption <|endoftext|>`. The world captions skip every scene whose key is",
+        "in an evaluation split (val, test, novel), so no split's scenes were read in pretraining.",
         "", "Model config:", "", "```json", gcfg, "```", "",
         "Training config:", "", "```json", json.dumps(grec["train_config"], indent=2), "```", "",
         f"- device: {grec['device']}; training time: {grec['train_seconds']:.0f} s; parameters: {grec['n_parameters']}",

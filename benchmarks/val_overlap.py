@@ -1,8 +1,10 @@
 """Which evaluation scenes the shipped world GPT-2 was pretrained on, and whether that explains why retrieval leads
 on validation but not on test (issue 20).
 
-The shipped ``tomcap-world-gpt2`` was trained (2026-11-24) before the validation and novel splits existed: its
-training scenes skip the test split's keys only. Its ``training_record.json`` holds what rebuilds that scene list
+The world GPT-2 shipped until 2026-12-07 (weights e004d5c2bd1ebdea) was trained (2026-11-24) before the validation
+and novel splits existed: its training scenes skip the test split's keys only (``results/val_overlap.md``). The one
+shipped since skips every evaluation split; for its record the rebuild uses today's ``test_keys``, and part 1 finds
+no overlap. Its ``training_record.json`` holds what rebuilds that scene list
 (seed, scene count, the world config of the day: the first ``n_test_images`` scenes of the test stream were
 skipped); the rebuild is checked against the record's caption count. Part 1 counts, per evaluation split and number
 of objects, the scenes whose key (background + every object's colour, shape, size and position) occurs among them.
@@ -36,10 +38,16 @@ def pretraining_keys(record_file: Path) -> set:
     from tomcap.world.splits import TEST_STREAM
     from tomcap.world.train_gpt2 import TRAIN_STREAM
 
+    from tomcap.world.config import WorldConfig
+    from tomcap.world.splits import test_keys
+
     record = json.loads(record_file.read_text(encoding="utf-8"))
     cfg, world = record["train_config"], record["world_config"]
-    skipped = {s.key() for s in scene_stream(world["seed"], TEST_STREAM, world["n_test_images"], world["max_objects"],
-                                             world["single_object_share"])}
+    if "n_val_images" in world:  # trained by today's code: every evaluation split's keys skipped
+        skipped = test_keys(WorldConfig(**world))
+    else:  # the 11-24 weights: the first n_test_images scenes of the test stream only
+        skipped = {s.key() for s in scene_stream(world["seed"], TEST_STREAM, world["n_test_images"],
+                                                 world["max_objects"], world["single_object_share"])}
     scenes = [s for s in scene_stream(cfg["seed"], TRAIN_STREAM, cfg["n_train_scenes"], world["max_objects"],
                                       world["single_object_share"]) if s.key() not in skipped]
     if len(scenes) * world["captions_per_image"] != record["n_world_captions"]:

@@ -139,8 +139,8 @@ def test_phase_single_object_share_reaches_the_batches_not_the_split(tmp_path, m
 
 
 def test_gpt2_pretraining_skips_every_evaluation_split():
-    """The frozen decoder must not have read captions of a validation, test or novel scene: the shipped one was
-    trained before val and novel existed and saw 189 val scenes (benchmarks/results/val_overlap.md)."""
+    """The frozen decoder must not have read captions of a validation, test or novel scene: the one shipped until
+    2026-12-07 was trained before val and novel existed and saw 189 val scenes (benchmarks/results/val_overlap.md)."""
     from tomcap.world.captions import scene_captions
     from tomcap.world.scenes import scene_stream
     from tomcap.world.splits import EVAL_SPLITS, split_scenes

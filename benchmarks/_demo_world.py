@@ -41,6 +41,31 @@ def scoring_setup(config: Path, data_dir: str):
     return world, wired
 
 
+def variant_runs(world, wired, data_dir: str, seed: int, split: str, names):
+    """({name: (metrics, per-image metrics, stage refs)} of the demo variants ``names`` trained with ``seed`` and
+    scored on ``split``, {variant: its pipeline config}); stages come from the cache where they exist."""
+    from tomcap.demo.report import variant_metrics
+    from tomcap.demo.splits import split_pipeline_config
+    from tomcap.demo.variants import all_variants
+    from tomcap.pipeline import run_until
+
+    variants = all_variants(wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})}))
+    got = {}
+    for name in names:
+        done = run_until(split_pipeline_config(variants[name], world, split), data_dir, "evaluate")
+        got[name] = (*variant_metrics(world, done["evaluate"], done["generate"], split), done)
+    return got, variants
+
+
+def paired_by_image(a: dict, b: dict, ids=None) -> dict:
+    """Paired bootstrap interval of mean(a) - mean(b) over ``ids`` (default: every image id both score);
+    ``a``, ``b``: image id -> a per-image metric, as ``variant_metrics`` gives them."""
+    from tomcap.evaluate import bootstrap
+
+    ids = sorted(set(a) & set(b)) if ids is None else ids
+    return bootstrap.paired_difference([a[i] for i in ids], [b[i] for i in ids])
+
+
 def write_results(out: Path, result: dict, markdown: str) -> None:
     """``result`` as JSON at ``out``, ``markdown`` beside it (.md), and the markdown printed."""
     import json

@@ -29,12 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = ap.parse_args(argv)
 
-    from _demo_world import scoring_setup, write_results
-    from tomcap.demo.report import variant_metrics
-    from tomcap.demo.splits import split_pipeline_config
-    from tomcap.demo.variants import all_variants
-    from tomcap.evaluate import bootstrap
-    from tomcap.pipeline import run_until
+    from _demo_world import paired_by_image, scoring_setup, variant_runs, write_results
 
     dd = str(args.root)
     # As flows/demo.py: the shared stages at the process's full thread budget, then every variant as one of
@@ -45,12 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     table: dict[str, dict[str, dict]] = {}
     per_image: dict[str, dict[str, dict]] = {}
     for seed in args.seeds:
-        seeded = wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})})
-        variants = all_variants(seeded)
         for name in names:
             t0 = time.perf_counter()
-            done = run_until(split_pipeline_config(variants[name], world, args.split), dd, "evaluate")
-            m, by_image = variant_metrics(world, done["evaluate"], done["generate"], args.split)
+            got, _ = variant_runs(world, wired, dd, seed, args.split, (name,))
+            m, by_image, _ = got[name]
             per_image.setdefault(name, {})[str(seed)] = by_image
             table.setdefault(name, {})[str(seed)] = {k: round(m[k], 4) for k in METRICS}
             print(json.dumps({"seed": seed, "variant": name, **table[name][str(seed)],
@@ -59,11 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if "full" in names:
         for name in names[1:]:
             for s in map(str, args.seeds):
-                for m in METRICS:
-                    a, b = per_image["full"][s][m], per_image[name][s][m]
-                    ids = sorted(set(a) & set(b))
-                    paired.setdefault(name, {}).setdefault(s, {})[m] = bootstrap.paired_difference(
-                        [a[i] for i in ids], [b[i] for i in ids])
+                paired.setdefault(name, {})[s] = {m: paired_by_image(per_image["full"][s][m], per_image[name][s][m])
+                                                  for m in METRICS}
     verdict = {name: {m: all(table["full"][s][m] > table[name][s][m] for s in table["full"]) for m in METRICS}
                for name in paired}
     out = {"split": args.split, "seeds": args.seeds, "per_seed": table, "full_minus_variant": paired,

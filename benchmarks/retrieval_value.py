@@ -80,33 +80,15 @@ def mean_facets(pairs: list[tuple[str, dict]]) -> dict[str, float]:
     return {f: round(float(np.nanmean([r[f] for r in rows])), 4) for f in FACETS}
 
 
-def variant_runs(world, wired, dd: str, seed: int, split: str = SPLIT):
-    """({variant: (metrics, per-image metrics, stage refs)} of ``VARIANTS`` trained with ``seed`` and scored on
-    ``split``, {variant: its pipeline config})."""
-    from tomcap.demo.report import variant_metrics
-    from tomcap.demo.splits import split_pipeline_config
-    from tomcap.demo.variants import all_variants
-    from tomcap.pipeline import run_until
-
-    variants = all_variants(wired.model_copy(update={"train": wired.train.model_copy(update={"seed": seed})}))
-    got = {}
-    for name in VARIANTS:
-        done = run_until(split_pipeline_config(variants[name], world, split), dd, "evaluate")
-        got[name] = (*variant_metrics(world, done["evaluate"], done["generate"], split), done)
-    return got, variants
-
-
 def seeds_section(world, wired, dd: str, seeds: list[int]):
-    from tomcap.evaluate import bootstrap
+    from _demo_world import paired_by_image, variant_runs
 
     rows, seed0 = [], {}
     for seed in seeds:
-        got, variants = variant_runs(world, wired, dd, seed)
+        got, variants = variant_runs(world, wired, dd, seed, SPLIT, VARIANTS)
         row = {"seed": seed, **{f"{n}_{m}": round(got[n][0][m], 4) for n in VARIANTS for m in ("CIDEr", "attr_f1")}}
         for m in ("CIDEr", "attr_f1"):
-            a, b = got["full"][1][m], got["no_retrieval"][1][m]
-            ids = sorted(set(a) & set(b))
-            row[f"delta_{m}"] = bootstrap.paired_difference([a[i] for i in ids], [b[i] for i in ids])
+            row[f"delta_{m}"] = paired_by_image(got["full"][1][m], got["no_retrieval"][1][m])
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if not k.startswith("delta")}), flush=True)
         if seed == seeds[0]:
@@ -185,7 +167,7 @@ def oracle_section(world, full_cfg, done_full: dict, no_retrieval: dict[str, flo
     from tomcap.corpus.config import SourceConfig
     from tomcap.demo.report import variant_metrics
     from tomcap.demo.splits import split_pipeline_config
-    from tomcap.evaluate import bootstrap
+    from _demo_world import paired_by_image
     from tomcap.pipeline import run_until
     from tomcap.world.stage import world_artifact_paths
 
@@ -219,7 +201,7 @@ def oracle_section(world, full_cfg, done_full: dict, no_retrieval: dict[str, flo
             n = len(retrieved)
             cider = per_image["CIDEr"]
             ids = sorted(set(cider) & set(no_retrieval))
-            gain = bootstrap.paired_difference([cider[i] for i in ids], [no_retrieval[i] for i in ids])
+            gain = paired_by_image(cider, no_retrieval, ids)
             rows.append({"share_in_store": share, "consensus_weight": w, "CIDEr": round(metrics["CIDEr"], 4),
                          "attr_f1": round(metrics["attr_f1"], 4), "vs_no_retrieval": gain,
                          "CIDEr_in_store": round(float(np.mean([cider[i] for i in ids if i in inside])), 4)

@@ -77,7 +77,7 @@ def hint_f1(retrieved: list[dict], scenes_file) -> float | None:
 
 def paired_lines(rows: list[dict], by_try: dict[str, dict], baseline: str) -> list[str]:
     """Markdown of try - baseline paired intervals; each row also gets them as ``paired_vs_<baseline>``."""
-    from tomcap.evaluate import bootstrap
+    from _demo_world import paired_by_image
 
     if baseline not in by_try:
         raise SystemExit(f"--baseline {baseline}: no try of that name")
@@ -89,8 +89,7 @@ def paired_lines(rows: list[dict], by_try: dict[str, dict], baseline: str) -> li
             continue
         cells, diffs = [], {}
         for m in ("CIDEr", "attr_f1"):
-            ids = sorted(set(base[m]) & set(by_try[r["try"]][m]))
-            d = bootstrap.paired_difference([by_try[r["try"]][m][i] for i in ids], [base[m][i] for i in ids])
+            d = paired_by_image(by_try[r["try"]][m], base[m])
             diffs[m] = d
             sep = "yes" if d["lo"] > 0 or d["hi"] < 0 else "no"
             cells.append(f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {sep}")

@@ -34,12 +34,10 @@ GPT2_RECORD = Path(__file__).resolve().parents[1] / "data" / "models" / "tomcap-
 
 def pretraining_keys(record_file: Path) -> set:
     """Scene keys of the world GPT-2's training captions, rebuilt as its training code of the day drew them."""
-    from tomcap.world.scenes import scene_stream
-    from tomcap.world.splits import TEST_STREAM
-    from tomcap.world.train_gpt2 import TRAIN_STREAM
-
     from tomcap.world.config import WorldConfig
-    from tomcap.world.splits import test_keys
+    from tomcap.world.scenes import scene_stream
+    from tomcap.world.splits import TEST_STREAM, test_keys
+    from tomcap.world.train_gpt2 import TRAIN_STREAM
 
     record = json.loads(record_file.read_text(encoding="utf-8"))
     cfg, world = record["train_config"], record["world_config"]
@@ -84,9 +82,7 @@ def counts(scenes: dict[str, list], seen_keys: set) -> list[dict]:
 
 
 def deltas(root: Path, seeds: list[int], scenes: dict[str, list], seen_keys: set) -> list[dict]:
-    from _demo_world import scoring_setup
-    from retrieval_value import variant_runs
-    from tomcap.evaluate import bootstrap
+    from _demo_world import paired_by_image, scoring_setup, variant_runs
 
     world, wired = scoring_setup(DEMO_CONFIG, str(root))
     subsets = {"all": lambda g: True, "seen": lambda g: g[0], "unseen": lambda g: not g[0],
@@ -95,13 +91,13 @@ def deltas(root: Path, seeds: list[int], scenes: dict[str, list], seen_keys: set
     for split in DELTA_SPLITS:
         group = groups_by_image(scenes[split], world, split, seen_keys)
         for seed in seeds:
-            got, _ = variant_runs(world, wired, str(root), seed, split)
+            got, _ = variant_runs(world, wired, str(root), seed, split, ("full", "no_retrieval"))
             a, b = got["full"][1]["CIDEr"], got["no_retrieval"][1]["CIDEr"]
             for label, keep in subsets.items():
                 ids = sorted(i for i in a if i in b and keep(group[i]))
                 if ids:
                     rows.append({"split": split, "seed": seed, "images": label, "n": len(ids),
-                                 "delta_CIDEr": bootstrap.paired_difference([a[i] for i in ids], [b[i] for i in ids])})
+                                 "delta_CIDEr": paired_by_image(a, b, ids)})
                     print(json.dumps(rows[-1]), flush=True)
     return rows
 
